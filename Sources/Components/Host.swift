@@ -1,0 +1,1 @@
+// Components: the standard components and the Host.

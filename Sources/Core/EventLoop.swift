@@ -1,0 +1,233 @@
+import CLibUV
+import DequeModule
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// One libuv loop on one dedicated thread, usable as a Swift executor.
+///
+/// Contract:
+/// - Every libuv handle of this loop is created, used and closed on the loop thread. From other
+///   threads the only libuv call made is `uv_async_send`, through `enqueue` and `execute`.
+/// - As a `SerialExecutor`, jobs run one at a time in the order they were enqueued (FIFO across
+///   threads as far as the queue lock orders them). Actors that own handles return
+///   `asUnownedSerialExecutor()` as their `unownedExecutor`, so their code runs on the loop thread.
+/// - As a `TaskExecutor`, `Task(executorPreference: loop)` runs nonisolated code on the loop.
+/// - `shutdown()` closes every handle still open (their owners see the close and fail their
+///   waiters), keeps running jobs until nothing is left, then stops the thread. Jobs enqueued after
+///   the loop has stopped are a programming error and stop the process with a message.
+public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable {
+    // @unchecked Sendable: `uv` and `wakeup` are only dereferenced on the loop thread (checked with
+    // `preconditionInLoop` in debug builds); the cross-thread state is behind `queue` (a Mutex) or atomic.
+
+    /// The libuv loop. Only touch it on the loop thread.
+    public let uv: UnsafeMutablePointer<uv_loop_t>
+    private let wakeup: UnsafeMutablePointer<uv_async_t>
+    private let queue = Mutex(Queue())
+    private let threadID = Atomic<UInt>(0)
+    private let state = Atomic<Int>(LoopState.running.rawValue)
+    private let threadDone = Mutex<Bool>(false)
+    private var thread: pthread_t = 0
+    public let name: String
+
+    private enum LoopState: Int { case running, shuttingDown, stopped }
+
+    private struct Queue {
+        var work = Deque<Work>()
+        var stopped = false
+    }
+
+    private enum Work: Sendable {
+        case job(UnownedJob)
+        case closure(@Sendable () -> Void)
+    }
+
+    /// Starts the loop thread; returns once the loop is ready to take work.
+    public init(name: String = "roost-loop") {
+        self.name = name
+        uv = .allocate(capacity: 1)
+        wakeup = .allocate(capacity: 1)
+        let rc = uv_loop_init(uv)
+        precondition(rc == 0, "uv_loop_init failed: \(String(cString: uv_strerror(rc)))")
+        let arc = uv_async_init(uv, wakeup) { handle in
+            let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
+            loop.runQueuedWork()
+        }
+        precondition(arc == 0, "uv_async_init failed: \(String(cString: uv_strerror(arc)))")
+        // Unretained: the loop object outlives its thread (`shutdown` joins before deinit can run).
+        wakeup.pointee.data = Unmanaged.passUnretained(self).toOpaque()
+
+        let box = Unmanaged.passRetained(self)
+        var attributes = pthread_attr_t()
+        pthread_attr_init(&attributes)
+        defer { pthread_attr_destroy(&attributes) }
+        let created = pthread_create(&thread, &attributes, { raw in
+            let loop = Unmanaged<EventLoop>.fromOpaque(raw!).takeRetainedValue()
+            loop.threadMain()
+            return nil
+        }, box.toOpaque())
+        precondition(created == 0, "pthread_create failed: \(created)")
+        // Wait until the thread has published its id, so `inLoop` is right from the first call.
+        while threadID.load(ordering: .acquiring) == 0 { sched_yield() }
+    }
+
+    deinit {
+        precondition(state.load(ordering: .acquiring) == LoopState.stopped.rawValue,
+                     "EventLoop '\(name)' deinitialised without shutdown()")
+        uv.deallocate()
+        wakeup.deallocate()
+    }
+
+    // MARK: Thread identity
+
+    /// True when called on this loop's thread.
+    public var inLoop: Bool {
+        threadID.load(ordering: .relaxed) == UInt(pthread_self())
+    }
+
+    /// Stops the process in debug builds when not called on the loop thread.
+    @inlinable
+    public func preconditionInLoop(file: StaticString = #fileID, line: UInt = #line) {
+        assert(inLoop, "not on the loop thread of '\(name)'", file: file, line: line)
+    }
+
+    // MARK: Executor
+
+    public func enqueue(_ job: consuming ExecutorJob) {
+        submit(.job(UnownedJob(job)))
+    }
+
+    public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
+        UnownedSerialExecutor(ordinary: self)
+    }
+
+    public func asUnownedTaskExecutor() -> UnownedTaskExecutor {
+        UnownedTaskExecutor(ordinary: self)
+    }
+
+    public func checkIsolated() {
+        precondition(inLoop, "expected to run on the loop thread of '\(name)'")
+    }
+
+    /// Runs `body` on the loop thread, after the work already queued. Callable from any thread.
+    public func execute(_ body: @escaping @Sendable () -> Void) {
+        submit(.closure(body))
+    }
+
+    /// Runs `body` on the loop thread and returns its result to the caller.
+    public func submit<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            execute { continuation.resume(with: Result { try body() }) }
+        }
+    }
+
+    private func submit(_ work: Work) {
+        let accepted = queue.withLock { queue -> Bool in
+            if queue.stopped { return false }
+            queue.work.append(work)
+            return true
+        }
+        precondition(accepted, "work submitted to the stopped loop '\(name)'")
+        uv_async_send(wakeup)
+    }
+
+    /// Runs what is queued now; work queued meanwhile waits for the next wakeup so I/O is not starved.
+    private func runQueuedWork() {
+        var batch = queue.withLock { queue in
+            let batch = queue.work
+            queue.work.removeAll(keepingCapacity: true)
+            return batch
+        }
+        while let work = batch.popFirst() {
+            switch work {
+            case .job(let job):
+                job.runSynchronously(isolatedTo: asUnownedSerialExecutor(),
+                                     taskExecutor: asUnownedTaskExecutor())
+            case .closure(let body):
+                body()
+            }
+        }
+    }
+
+    // MARK: Lifecycle
+
+    private func threadMain() {
+        threadID.store(UInt(pthread_self()), ordering: .releasing)
+        while true {
+            uv_run(uv, UV_RUN_DEFAULT)
+            // uv_run returns only once shutdown has unreferenced the wakeup handle.
+            runQueuedWork()
+            let pending = queue.withLock { !$0.work.isEmpty }
+            if pending { continue }
+            if uv_loop_alive(uv) != 0 {
+                // Work done during shutdown opened new handles: close them too and go round again.
+                closeAllHandles()
+                continue
+            }
+            break
+        }
+        queue.withLock { $0.stopped = true }
+        // Anything submitted between the last drain and `stopped` still runs.
+        runQueuedWork()
+        uv_close(UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self), nil)
+        uv_run(uv, UV_RUN_DEFAULT)
+        let rc = uv_loop_close(uv)
+        assert(rc == 0, "uv_loop_close: \(String(cString: uv_err_name(rc)))")
+        state.store(LoopState.stopped.rawValue, ordering: .releasing)
+        threadDone.withLock { $0 = true }
+    }
+
+    private func closeAllHandles() {
+        let wakeupHandle = UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self)
+        uv_walk(uv, { handle, arg in
+            guard let handle, handle != arg?.assumingMemoryBound(to: uv_handle_t.self) else { return }
+            LoopHandle.close(handle)
+        }, UnsafeMutableRawPointer(wakeupHandle))
+        uv_unref(wakeupHandle)
+    }
+
+    /// Closes every handle, runs until nothing is left, and stops the loop thread. Waits for the
+    /// thread to end. Must not be called on the loop thread. Calling it twice is harmless.
+    public func shutdown() {
+        precondition(!inLoop, "shutdown() called on the loop thread of '\(name)'")
+        if state.compareExchange(expected: LoopState.running.rawValue,
+                                 desired: LoopState.shuttingDown.rawValue,
+                                 ordering: .acquiringAndReleasing).exchanged {
+            execute { [self] in closeAllHandles() }
+            pthread_join(thread, nil)
+        } else {
+            // Another caller is shutting down: wait for the thread to end.
+            while !threadDone.withLock({ $0 }) { sched_yield() }
+        }
+    }
+
+    /// Shuts down without blocking a cooperative thread.
+    public func shutdownGracefully() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            var attributes = pthread_attr_t()
+            pthread_attr_init(&attributes)
+            defer { pthread_attr_destroy(&attributes) }
+            let box = Unmanaged.passRetained(ShutdownRequest(loop: self, continuation: continuation))
+            var helper: pthread_t = 0
+            let rc = pthread_create(&helper, &attributes, { raw in
+                let request = Unmanaged<ShutdownRequest>.fromOpaque(raw!).takeRetainedValue()
+                request.loop.shutdown()
+                request.continuation.resume()
+                return nil
+            }, box.toOpaque())
+            precondition(rc == 0, "pthread_create failed: \(rc)")
+            pthread_detach(helper)
+        }
+    }
+}
+
+private final class ShutdownRequest: Sendable {
+    let loop: EventLoop
+    let continuation: CheckedContinuation<Void, Never>
+    init(loop: EventLoop, continuation: CheckedContinuation<Void, Never>) {
+        self.loop = loop
+        self.continuation = continuation
+    }
+}
