@@ -143,8 +143,10 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         while let work = batch.popFirst() {
             switch work {
             case .job(let job):
-                job.runSynchronously(isolatedTo: asUnownedSerialExecutor(),
-                                     taskExecutor: asUnownedTaskExecutor())
+                // Run as the serial executor only. Naming the loop as task executor too would make
+                // every task without that preference look foreign to the runtime, so each actor hop
+                // would go back through the queue (slower, and it lets libuv callbacks interleave).
+                job.runSynchronously(on: asUnownedSerialExecutor())
             case .closure(let body):
                 body()
             }

@@ -1,0 +1,176 @@
+import Core
+import Glibc
+import Synchronization
+import Testing
+
+/// The first index where two byte arrays differ (or the shorter length), nil when equal.
+func firstDifference(_ a: [UInt8], _ b: [UInt8]) -> Int? {
+    if a == b { return nil }
+    for i in 0..<min(a.count, b.count) where a[i] != b[i] { return i }
+    return min(a.count, b.count)
+}
+
+/// Test payload that names its own position: every 8 bytes hold their offset (little endian),
+/// so misplaced, lost or repeated data is told apart from any other.
+func pattern(_ count: Int, offset: Int = 0) -> [UInt8] {
+    (offset..<(offset + count)).map { UInt8(truncatingIfNeeded: UInt64($0 & ~7) >> (8 * UInt64($0 & 7))) }
+}
+
+@Suite struct StreamChannelTests {
+    @Test func tcpEchoesTenMebibytesBothWays() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let listener = try await StreamListener.tcp(on: loop, host: "127.0.0.1", port: 0)
+        let port = try #require(listener.localAddress?.port)
+        let total = 10 * 1024 * 1024
+
+        let server = Task {
+            let connection = try await listener.accept()
+            while let chunk = try await connection.read() { try await connection.write(chunk) }
+            try await connection.shutdownWrite()
+            await connection.close()
+        }
+        let client = try await StreamChannel.connect(on: loop, host: "127.0.0.1", port: port)
+        let payload = pattern(total)
+        let sender = Task {
+            var offset = 0
+            while offset < total {
+                let end = min(offset + 100_000, total)
+                try await client.write(Array(payload[offset..<end]))
+                offset = end
+            }
+            try await client.shutdownWrite()
+        }
+        let echoed = try await client.readAll(limit: total)
+        try await sender.value
+        try await server.value
+        #expect(echoed.count == total)
+        #expect(firstDifference(echoed, payload) == nil)
+        await client.close()
+        await listener.close()
+    }
+
+    @Test func slowReaderKeepsBuffersBounded() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let listener = try await StreamListener.tcp(on: loop, host: "127.0.0.1", port: 0)
+        let port = try #require(listener.localAddress?.port)
+        let total = 64 * 1024 * 1024  // far more than the kernel's socket buffers can hold
+        let client = try await StreamChannel.connect(on: loop, host: "127.0.0.1", port: port)
+        let server = try await listener.accept()
+        let block = pattern(1 << 20)
+        let senderFinished = Atomic<Bool>(false)
+        let sender = Task {
+            for _ in 0..<(total / block.count) { try await client.write(block) }
+            try await client.shutdownWrite()
+            senderFinished.store(true, ordering: .sequentiallyConsistent)
+        }
+        var received = 0
+        var maxUnread = 0
+        var maxUnsent = 0
+        var senderDoneEarly = false
+        while let chunk = try await server.read() {
+            received += chunk.count
+            maxUnread = max(maxUnread, await server.unreadByteCount)
+            maxUnsent = max(maxUnsent, await client.unsentByteCount)
+            if received < 2 << 20 && senderFinished.load(ordering: .sequentiallyConsistent) {
+                // Under 2 MiB consumed, the writer cannot have finished 64 MiB unless memory grew unbounded.
+                senderDoneEarly = true
+            }
+        }
+        try await sender.value
+        let (readLimit, writeLimit) = await server.limits
+        #expect(received == total)
+        #expect(maxUnread <= readLimit + 64 * 1024)
+        // A write returns once the queue is under the limit; one write of a block may be queued on top.
+        #expect(maxUnsent <= writeLimit + block.count)
+        #expect(!senderDoneEarly)
+        await client.close()
+        await server.close()
+        await listener.close()
+    }
+
+    @Test func writerWaitsWhileNobodyReads() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let listener = try await StreamListener.tcp(on: loop, host: "127.0.0.1", port: 0)
+        let port = try #require(listener.localAddress?.port)
+        let client = try await StreamChannel.connect(on: loop, host: "127.0.0.1", port: port)
+        let server = try await listener.accept()
+        let block = pattern(1 << 20)
+        let (progress, step) = AsyncStream.makeStream(of: Int.self)
+        let sender = Task {
+            var sent = 0
+            for _ in 0..<64 {
+                try await client.write(block)
+                sent += 1
+                step.yield(sent)
+            }
+            step.finish()
+        }
+        // Nobody reads: the writer must stop well short of 64 MiB. Socket buffers take some MiB;
+        // once the writer is suspended, no step arrives. Closing the server then fails the writer.
+        var lastStep = 0
+        for await sent in progress {
+            lastStep = sent
+            if sent >= 48 { break }
+            if await client.unsentByteCount > 0 {
+                // The kernel is full and the channel holds the rest: the next write must suspend.
+                break
+            }
+        }
+        #expect(lastStep < 48)
+        await server.close()
+        await client.close()
+        await #expect(throws: UVError.self) { try await sender.value }
+    }
+
+    @Test func unixSocketRoundTripAndCleanup() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let path = "/tmp/roost-test-\(getpid())-\(UInt32.random(in: 0...UInt32.max)).sock"
+        let listener = try await StreamListener.unix(on: loop, path: path, mode: 0o600)
+        var info = stat()
+        #expect(stat(path, &info) == 0)
+        #expect(info.st_mode & 0o777 == 0o600)
+        let server = Task {
+            let connection = try await listener.accept()
+            let request = try await connection.readAll()
+            try await connection.write(Array("pong:".utf8) + request)
+            try await connection.shutdownWrite()
+        }
+        let client = try await StreamChannel.connect(on: loop, unixPath: path)
+        try await client.write(Array("ping".utf8))
+        try await client.shutdownWrite()
+        #expect(String(decoding: try await client.readAll(), as: UTF8.self) == "pong:ping")
+        try await server.value
+        await client.close()
+        // A second listener on a live socket is refused.
+        await #expect(throws: UVError.self) { _ = try await StreamListener.unix(on: loop, path: path) }
+        await listener.close()
+        _ = try await loop.submit { }  // let the close callback run
+        #expect(access(path, F_OK) != 0)
+    }
+
+    @Test func connectToClosedPortFails() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let listener = try await StreamListener.tcp(on: loop, host: "127.0.0.1", port: 0)
+        let port = try #require(listener.localAddress?.port)
+        await listener.close()
+        let error = await #expect(throws: UVError.self) {
+            _ = try await StreamChannel.connect(on: loop, host: "127.0.0.1", port: port)
+        }
+        #expect(error?.name == "ECONNREFUSED")
+    }
+
+    @Test func closingListenerFailsWaitingAccept() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let listener = try await StreamListener.tcp(on: loop, host: "127.0.0.1", port: 0)
+        let waiting = Task { try await listener.accept() }
+        await listener.close()
+        let error = await #expect(throws: UVError.self) { _ = try await waiting.value }
+        #expect(error?.isClosed == true)
+    }
+}
