@@ -1,1 +1,179 @@
-// Components: the standard components and the Host.
+import Core
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `roost run` was asked to do.
+public struct HostConfiguration: Sendable {
+    /// The registry folder the host serves.
+    public var registryPath: String
+    /// The state folder (history, admin socket, built swiftlets, crash records).
+    public var statePath: String
+    /// The node name in PIDs; the host name by default.
+    public var node: String
+    /// Components beyond the standard ones (tests, diagnostics).
+    public var extraComponents: [any Component]
+
+    public init(registryPath: String, statePath: String, node: String = HostConfiguration.hostName(),
+                extraComponents: [any Component] = []) {
+        self.registryPath = registryPath
+        self.statePath = statePath
+        self.node = node
+        self.extraComponents = extraComponents
+    }
+
+    public static func hostName() -> String {
+        var name = [CChar](repeating: 0, count: 256)
+        guard gethostname(&name, name.count - 1) == 0 else { return "node" }
+        let text = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        return text.isEmpty ? "node" : text
+    }
+}
+
+/// Boots the components, runs until told to stop, and stops them in reverse.
+///
+/// The four boot phases (DESIGN.md §4):
+/// 1. Infrastructure: the loop, the logger, the EventBus and the unsealed AppContext.
+/// 2. Loading: the components load level by level (each level concurrently).
+/// 3. Activation: the Dispatcher is frozen, the AppContext sealed, the components started in order.
+/// 4. Entries: the registry folder is applied as a version and `auto_start` services start — this
+///    phase belongs to the registry and supervisor components, which are not part of the host yet;
+///    until then the host checks that the folder is readable and serves nothing from it.
+///
+/// Shutdown: the first SIGINT or SIGTERM stops the components in reverse order and `run` returns 0.
+/// A second one during that stop ends the process at once with 128 + the signal number.
+public final class Host: Sendable {
+    public let configuration: HostConfiguration
+    private let logger: Logger
+
+    /// Exit code when a second signal cuts the graceful stop short.
+    public static func forcedExitCode(signal: Int32) -> Int32 { 128 + signal }
+
+    public init(configuration: HostConfiguration, logger: Logger) {
+        self.configuration = configuration
+        self.logger = logger
+    }
+
+    /// The standard components that exist so far, then the extra ones.
+    func components() -> [any Component] {
+        [PIDGenComponent(node: configuration.node), DispatcherComponent()] + configuration.extraComponents
+    }
+
+    /// Checks the paths before anything is created: an unusable registry folder is an error here.
+    public static func checkRegistryFolder(_ path: String) throws(HostError) {
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            throw HostError(.badInput, "registry folder '\(path)' cannot be read: \(String(cString: strerror(errno)))")
+        }
+        guard (info.st_mode & S_IFMT) == S_IFDIR else {
+            throw HostError(.badInput, "registry folder '\(path)' is not a directory")
+        }
+        guard access(path, R_OK | X_OK) == 0 else {
+            throw HostError(.badInput, "registry folder '\(path)' cannot be read: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// Runs the host until a signal stops it; returns the process exit code.
+    public func run() async -> Int32 {
+        let clock = ContinuousClock()
+        let bootStart = clock.now
+        // A peer that closes a socket must be an error on that socket, not the end of the host.
+        signal(SIGPIPE, SIG_IGN)
+
+        do {
+            try Host.checkRegistryFolder(configuration.registryPath)
+        } catch {
+            logger.error("\(error.message)")
+            return error.exitCode
+        }
+        let state: StateFolder
+        do {
+            state = try StateFolder.prepare(configuration.statePath)
+        } catch {
+            logger.error("\(error.message)")
+            return error.exitCode
+        }
+
+        // Phase 1: infrastructure.
+        let loop = EventLoop(name: "roost-loop")
+        let bus = EventBus()
+        let context = AppContext()
+        let signals: SignalWatcher
+        do {
+            signals = try await SignalWatcher.watch([SIGINT, SIGTERM], on: loop)
+            try context.set(.loop, loop)
+            try context.set(.eventBus, bus)
+            try context.set(.logger, logger)
+        } catch {
+            logger.error("cannot set up the host: \(error)")
+            await loop.shutdownGracefully()
+            return 1
+        }
+
+        let (stopRequests, requestStop) = AsyncStream.makeStream(of: Int32.self)
+        let logger = self.logger
+        let signalTask = Task {
+            var received = 0
+            for await signal in signals.signals {
+                received += 1
+                if received == 1 {
+                    requestStop.yield(signal)
+                } else {
+                    let name = TerminationStatus.signalName(signal).map { "SIG\($0)" } ?? "signal \(signal)"
+                    logger.warning("second \(name) during shutdown: exiting now")
+                    _exit(Host.forcedExitCode(signal: signal))
+                }
+            }
+        }
+
+        // Phases 2 and 3.
+        let loader = ComponentLoader(components: components(), context: context, logger: logger)
+        do {
+            try await loader.load()
+            try context.require(.dispatcher).freeze()
+            context.seal()
+            try await loader.start()
+        } catch {
+            logger.error("boot failed: \(error)")
+            await loader.stop()
+            signalTask.cancel()
+            await signals.close()
+            await loop.shutdownGracefully()
+            withExtendedLifetime(state) {}
+            return 1
+        }
+
+        let bootTime = clock.now - bootStart
+        let milliseconds = Double(bootTime.components.attoseconds / 1_000_000_000_000) / 1000
+            + Double(bootTime.components.seconds) * 1000
+        let started = await loader.startedIDs
+        logger.info("roost ready in \(formatMilliseconds(milliseconds)) ms", metadata: [
+            "registry": "\(configuration.registryPath)", "state": "\(configuration.statePath)",
+            "components": "\(started.joined(separator: ","))", "pid": "\(getpid())",
+        ])
+        bus.publish(topic: "host.started", data: ["pid": .int(Int64(getpid())), "boot_ms": .double(milliseconds)])
+
+        // Run until the first signal.
+        var requests = stopRequests.makeAsyncIterator()
+        let signal = await requests.next() ?? SIGTERM
+        let name = TerminationStatus.signalName(signal).map { "SIG\($0)" } ?? "signal \(signal)"
+        logger.info("\(name) received: stopping (a second signal exits at once)")
+        bus.publish(topic: "host.stopping", data: ["signal": .int(Int64(signal))])
+
+        await loader.stop()
+        signalTask.cancel()
+        await signals.close()
+        await loop.shutdownGracefully()
+        logger.info("roost stopped")
+        withExtendedLifetime(state) {}
+        return 0
+    }
+}
+
+private func formatMilliseconds(_ value: Double) -> String {
+    let tenths = Int((value * 10).rounded())
+    return "\(tenths / 10).\(tenths % 10)"
+}

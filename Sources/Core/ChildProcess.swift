@@ -5,7 +5,7 @@ import Glibc
 #endif
 
 /// How a child process exited: an exit code, or the signal that ended it.
-public struct ExitStatus: Sendable, Hashable, CustomStringConvertible {
+public struct TerminationStatus: Sendable, Hashable, CustomStringConvertible {
     /// The exit code; meaningful when `signal` is 0.
     public let code: Int32
     /// The terminating signal, or 0 when the process exited by itself.
@@ -19,7 +19,7 @@ public struct ExitStatus: Sendable, Hashable, CustomStringConvertible {
     public var succeeded: Bool { signal == 0 && code == 0 }
 
     public var description: String {
-        if signal != 0 { return "killed by signal \(signal)" + (ExitStatus.signalName(signal).map { " (SIG\($0))" } ?? "") }
+        if signal != 0 { return "killed by signal \(signal)" + (TerminationStatus.signalName(signal).map { " (SIG\($0))" } ?? "") }
         return "exit code \(code)"
     }
 
@@ -92,8 +92,8 @@ public actor ChildProcess {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
     private var handle: UnsafeMutablePointer<uv_process_t>?
-    private var status: ExitStatus?
-    private var waiters: [CheckedContinuation<ExitStatus, Never>] = []
+    private var status: TerminationStatus?
+    private var waiters: [CheckedContinuation<TerminationStatus, Never>] = []
 
     private init(loop: EventLoop, pid: Int32, arguments: [String], stdio: [StreamChannel?], group: Bool) {
         self.loop = loop
@@ -142,7 +142,7 @@ public actor ChildProcess {
         var uvOptions = uv_process_options_t()
         uvOptions.exit_cb = { h, exitStatus, signal in
             let child = LoopHandle.owner(of: h!, as: ChildProcess.self)
-            child.assumeIsolated { $0.exited(ExitStatus(code: Int32(truncatingIfNeeded: exitStatus), signal: signal)) }
+            child.assumeIsolated { $0.exited(TerminationStatus(code: Int32(truncatingIfNeeded: exitStatus), signal: signal)) }
         }
         uvOptions.flags = options.newProcessGroup ? UV_PROCESS_DETACHED.rawValue : 0
         uvOptions.stdio_count = 3
@@ -176,7 +176,7 @@ public actor ChildProcess {
         return child
     }
 
-    private func exited(_ status: ExitStatus) {
+    private func exited(_ status: TerminationStatus) {
         self.status = status
         if let handle { LoopHandle.close(handle) }
         handle = nil
@@ -186,10 +186,10 @@ public actor ChildProcess {
     }
 
     /// The exit status, once the child has exited.
-    public var exitStatus: ExitStatus? { status }
+    public var exitStatus: TerminationStatus? { status }
 
     /// Waits for the child to exit.
-    public func wait() async -> ExitStatus {
+    public func wait() async -> TerminationStatus {
         await withCheckedContinuation { continuation in
             if let status { continuation.resume(returning: status) } else { waiters.append(continuation) }
         }

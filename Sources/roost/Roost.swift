@@ -1,0 +1,74 @@
+import ArgumentParser
+import Core
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// The `roost` command: `run` hosts swiftlets; the other commands talk to a running host.
+@main
+struct Roost: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "roost",
+        abstract: "A host for swiftlets: small executables declared as entries in YAML files.",
+        discussion: """
+            `roost run` boots the host on a registry folder. Exit codes: 0 after a graceful stop, \
+            1 when the host fails to boot, 2 for bad flags or unusable paths (nothing is started), \
+            128+N when a second signal N cuts a graceful stop short.
+            """,
+        version: RoostVersion.string,
+        subcommands: [RunCommand.self, VersionCommand.self]
+    )
+
+    /// Parses and runs; errors in the command line exit 2 with one line on stderr.
+    static func main() async {
+        let command: ParsableCommand
+        do {
+            command = try parseAsRoot()
+        } catch {
+            exitForParseError(error)
+        }
+        do {
+            if var asyncCommand = command as? AsyncParsableCommand {
+                try await asyncCommand.run()
+            } else {
+                var syncCommand = command
+                try syncCommand.run()
+            }
+        } catch let exit as HostExit {
+            Glibc.exit(exit.code)
+        } catch {
+            exitForParseError(error)
+        }
+    }
+
+    private static func exitForParseError(_ error: Error) -> Never {
+        if exitCode(for: error) == .success {
+            // --help, --version: the full text on stdout.
+            print(fullMessage(for: error))
+            Glibc.exit(0)
+        }
+        let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        printError("roost: \(message) (see 'roost --help')")
+        Glibc.exit(2)
+    }
+}
+
+/// Ends the process with `code` after the command has said what it had to.
+struct HostExit: Error {
+    let code: Int32
+}
+
+struct VersionCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "version", abstract: "Print the version of Roost.")
+
+    func run() {
+        print("roost \(RoostVersion.string)")
+    }
+}
+
+/// Writes one line to standard error.
+func printError(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
