@@ -80,9 +80,6 @@ public final class Host: Sendable {
     public func run() async -> Int32 {
         let clock = ContinuousClock()
         let bootStart = clock.now
-        // A peer that closes a socket must be an error on that socket, not the end of the host.
-        signal(SIGPIPE, SIG_IGN)
-
         do {
             try Host.checkRegistryFolder(configuration.registryPath)
         } catch {

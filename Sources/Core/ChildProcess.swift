@@ -79,8 +79,8 @@ public struct ProcessOptions: Sendable {
 /// Contract: `wait()` returns the exit status once the child has been reaped (any number of callers,
 /// before or after the exit). Signals are sent only while the child has not been reaped, so a
 /// recycled pid is never signalled. Pipes in `stdin`/`stdout`/`stderr` are independent channels the
-/// caller reads, writes and closes. If the loop shuts down first, the child is not killed here: the
-/// owner (the supervisor) decides that.
+/// caller reads, writes and closes. If the loop shuts down first, the child is not killed here (the
+/// owner, the supervisor, decides that) and `wait()` throws `UVError.closed`.
 public actor ChildProcess {
     public nonisolated let loop: EventLoop
     public nonisolated let pid: Int32
@@ -93,7 +93,9 @@ public actor ChildProcess {
 
     private var handle: UnsafeMutablePointer<uv_process_t>?
     private var status: TerminationStatus?
-    private var waiters: [CheckedContinuation<TerminationStatus, Never>] = []
+    private var waiters: [CheckedContinuation<TerminationStatus, Error>] = []
+    /// The loop closed the process handle before the child exited: its status cannot be known.
+    private var abandoned = false
 
     private init(loop: EventLoop, pid: Int32, arguments: [String], stdio: [StreamChannel?], group: Bool) {
         self.loop = loop
@@ -171,7 +173,9 @@ public actor ChildProcess {
         }
         let child = ChildProcess(loop: loop, pid: process.pointee.pid, arguments: options.arguments,
                                  stdio: channels, group: options.newProcessGroup)
-        LoopHandle.attach(process, owner: child)
+        LoopHandle.attach(process, owner: child) {
+            child.assumeIsolated { $0.handleClosed() }
+        }
         child.assumeIsolated { $0.handle = process }
         return child
     }
@@ -185,20 +189,39 @@ public actor ChildProcess {
         for waiter in waiting { waiter.resume(returning: status) }
     }
 
+    /// The handle closed: after an exit, or at loop shutdown while the child still ran.
+    private func handleClosed() {
+        handle = nil
+        guard status == nil else { return }
+        abandoned = true
+        let waiting = waiters
+        waiters.removeAll()
+        for waiter in waiting { waiter.resume(throwing: UVError.closed("wait for pid \(pid)")) }
+    }
+
     /// The exit status, once the child has exited.
     public var exitStatus: TerminationStatus? { status }
 
-    /// Waits for the child to exit.
-    public func wait() async -> TerminationStatus {
-        await withCheckedContinuation { continuation in
-            if let status { continuation.resume(returning: status) } else { waiters.append(continuation) }
+    /// Waits for the child to exit. Throws `UVError.closed` when the loop shut down first (the
+    /// child may still be running then; its owner must have stopped it before).
+    public func wait() async throws(UVError) -> TerminationStatus {
+        do {
+            return try await withCheckedThrowingContinuation { continuation in
+                if let status { continuation.resume(returning: status) }
+                else if abandoned { continuation.resume(throwing: UVError.closed("wait for pid \(pid)")) }
+                else { waiters.append(continuation) }
+            }
+        } catch let error as UVError {
+            throw error
+        } catch {
+            throw UVError.closed("wait for pid \(pid)")
         }
     }
 
     /// Sends `signal` to the child; returns false when it has already exited.
     @discardableResult
     public func signal(_ signal: Int32) -> Bool {
-        guard status == nil else { return false }
+        guard status == nil, !abandoned else { return false }
         return Glibc.kill(pid, signal) == 0
     }
 

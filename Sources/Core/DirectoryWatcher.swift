@@ -1,5 +1,9 @@
 import CLibUV
 
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A change libuv saw in a watched directory.
 public struct FileChange: Sendable, Hashable {
     public enum Kind: Sendable, Hashable { case renamed, changed }
@@ -34,6 +38,7 @@ public actor DirectoryWatcher {
     }
 
     private func start() throws(UVError) {
+        if loop.isStopped { continuation.finish(); throw UVError.closed("watch \(path)") }
         let h = LoopHandle.allocate(uv_fs_event_t.self)
         let rc = uv_fs_event_init(loop.uv, h)
         guard rc == 0 else { LoopHandle.free(h); throw UVError(rc, "uv_fs_event_init") }
@@ -54,6 +59,12 @@ public actor DirectoryWatcher {
 
     private func changed(name: String?, events: Int32, status: Int32) {
         guard status == 0 else { close(); return }
+        // inotify reports the removal (or move) of the watched folder itself as a rename; the
+        // watch is dead then, so the sequence ends instead of going quiet.
+        if events & Int32(UV_RENAME.rawValue) != 0, access(path, F_OK) != 0 {
+            close()
+            return
+        }
         var kinds = Set<FileChange.Kind>()
         if events & Int32(UV_RENAME.rawValue) != 0 { kinds.insert(.renamed) }
         if events & Int32(UV_CHANGE.rawValue) != 0 { kinds.insert(.changed) }

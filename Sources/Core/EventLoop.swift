@@ -17,7 +17,11 @@ import Glibc
 /// - As a `TaskExecutor`, `Task(executorPreference: loop)` runs nonisolated code on the loop.
 /// - `shutdown()` closes every handle still open (their owners see the close and fail their
 ///   waiters), keeps running jobs until nothing is left, then stops the thread. Jobs enqueued after
-///   the loop has stopped are a programming error and stop the process with a message.
+///   the loop has stopped still run, one at a time, on a fallback thread shared by all stopped loops:
+///   a task woken by a closing handle may need a last turn on its actor. Such code finds its
+///   handles closed and fails with `UVError.closed`; nothing touches libuv after the loop closed
+///   (`isStopped` guards every place that would create a handle). Closures given to `execute` are
+///   refused instead (`submit` and `sleep` then throw `UVError.closed`).
 public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable {
     // @unchecked Sendable: `uv` and `wakeup` are only dereferenced on the loop thread (checked with
     // `preconditionInLoop` in debug builds); the cross-thread state is behind `queue` (a Mutex) or atomic.
@@ -46,6 +50,8 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     /// Starts the loop thread; returns once the loop is ready to take work.
     public init(name: String = "roost-loop") {
+        // A peer that goes away must be an EPIPE on that write, never the end of the process.
+        signal(SIGPIPE, SIG_IGN)
         self.name = name
         uv = .allocate(capacity: 1)
         wakeup = .allocate(capacity: 1)
@@ -96,8 +102,15 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     // MARK: Executor
 
     public func enqueue(_ job: consuming ExecutorJob) {
-        submit(.job(UnownedJob(job)))
+        let unowned = UnownedJob(job)
+        if !submit(.job(unowned)) {
+            // A dropped job would leave its task suspended forever.
+            LateWork.shared.run(unowned, on: asUnownedSerialExecutor())
+        }
     }
+
+    /// True once the loop has closed: no handle may be created any more.
+    public var isStopped: Bool { queue.withLock { $0.stopped } }
 
     public func asUnownedSerialExecutor() -> UnownedSerialExecutor {
         UnownedSerialExecutor(ordinary: self)
@@ -112,25 +125,28 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     }
 
     /// Runs `body` on the loop thread, after the work already queued. Callable from any thread.
-    public func execute(_ body: @escaping @Sendable () -> Void) {
+    /// Returns false, without running `body`, once the loop has stopped.
+    @discardableResult
+    public func execute(_ body: @escaping @Sendable () -> Void) -> Bool {
         submit(.closure(body))
     }
 
     /// Runs `body` on the loop thread and returns its result to the caller.
     public func submit<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
-            execute { continuation.resume(with: Result { try body() }) }
+            let accepted = execute { continuation.resume(with: Result { try body() }) }
+            if !accepted { continuation.resume(throwing: UVError.closed("submit to loop '\(name)'")) }
         }
     }
 
-    private func submit(_ work: Work) {
+    private func submit(_ work: Work) -> Bool {
         let accepted = queue.withLock { queue -> Bool in
             if queue.stopped { return false }
             queue.work.append(work)
             return true
         }
-        precondition(accepted, "work submitted to the stopped loop '\(name)'")
-        uv_async_send(wakeup)
+        if accepted { uv_async_send(wakeup) }
+        return accepted
     }
 
     /// Runs what is queued now; work queued meanwhile waits for the next wakeup so I/O is not starved.
@@ -231,5 +247,44 @@ private final class ShutdownRequest: Sendable {
     init(loop: EventLoop, continuation: CheckedContinuation<Void, Never>) {
         self.loop = loop
         self.continuation = continuation
+    }
+}
+
+/// Runs jobs that reach a loop after it stopped, one at a time, on one thread for the process.
+// @unchecked Sendable: `queue` is a Mutex; `wakeup` is a POSIX semaphore, made for use across threads.
+private final class LateWork: @unchecked Sendable {
+    static let shared = LateWork()
+
+    private struct Pending: Sendable {
+        let job: UnownedJob
+        let executor: UnownedSerialExecutor
+    }
+
+    private let queue = Mutex(Deque<Pending>())
+    private let wakeup: UnsafeMutablePointer<sem_t>  // never freed: lives as long as the process
+
+    private init() {
+        wakeup = .allocate(capacity: 1)
+        sem_init(wakeup, 0, 0)
+        var thread: pthread_t = 0
+        let rc = pthread_create(&thread, nil, { _ in
+            LateWork.shared.drain()
+        }, nil)
+        precondition(rc == 0, "pthread_create failed: \(rc)")
+        pthread_detach(thread)
+    }
+
+    func run(_ job: UnownedJob, on executor: UnownedSerialExecutor) {
+        queue.withLock { $0.append(Pending(job: job, executor: executor)) }
+        sem_post(wakeup)
+    }
+
+    private func drain() -> Never {
+        while true {
+            while sem_wait(wakeup) != 0 {}
+            while let next = queue.withLock({ $0.popFirst() }) {
+                next.job.runSynchronously(on: next.executor)
+            }
+        }
     }
 }

@@ -7,7 +7,9 @@ extension EventLoop {
         let sleeper = Sleeper(loop: self, milliseconds: Self.milliseconds(duration))
         try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-                execute { sleeper.start(continuation) }
+                if !execute({ sleeper.start(continuation) }) {
+                    continuation.resume(throwing: UVError.closed("sleep"))
+                }
             }
         } onCancel: {
             execute { sleeper.cancel() }
@@ -96,6 +98,7 @@ public actor LoopTimer {
     public func start(after delay: Duration, repeating interval: Duration? = nil,
                       _ action: @escaping @Sendable () -> Void) throws(UVError) {
         if handle == nil {
+            if loop.isStopped { throw UVError.closed("timer") }
             let h = LoopHandle.allocate(uv_timer_t.self)
             let rc = uv_timer_init(loop.uv, h)
             guard rc == 0 else { LoopHandle.free(h); throw UVError(rc, "uv_timer_init") }
@@ -105,8 +108,9 @@ public actor LoopTimer {
             handle = h
         }
         self.action = action
+        guard let handle else { throw UVError.closed("timer") }
         uv_update_time(loop.uv)
-        let rc = uv_timer_start(handle!, { h in
+        let rc = uv_timer_start(handle, { h in
             let timer = LoopHandle.owner(of: h!, as: LoopTimer.self)
             timer.assumeIsolated { $0.action?() }
         }, EventLoop.milliseconds(delay), interval.map(EventLoop.milliseconds) ?? 0)

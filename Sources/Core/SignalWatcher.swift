@@ -25,6 +25,7 @@ public actor SignalWatcher {
     }
 
     private func start(_ signals: [Int32]) throws(UVError) {
+        if loop.isStopped { continuation.finish(); throw UVError.closed("watch signals") }
         for signum in signals {
             let h = LoopHandle.allocate(uv_signal_t.self)
             let rc = uv_signal_init(loop.uv, h)

@@ -197,7 +197,7 @@ extension StreamChannel {
         let address = SocketAddress(host: host, port: port)
         let storage = try address.storage()
         return try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<StreamChannel, Error>) in
-            loop.execute {
+            let accepted = loop.execute {
                 let h = LoopHandle.allocate(uv_tcp_t.self)
                 let rc = uv_tcp_init(loop.uv, h)
                 guard rc == 0 else {
@@ -216,13 +216,14 @@ extension StreamChannel {
                 }
                 if started < 0 { request.fail(started) }
             }
+            if !accepted { continuation.resume(throwing: UVError.closed("connect \(address)")) }
         }
     }
 
     /// Connects to a unix-domain socket at `path`.
     public static func connect(on loop: EventLoop, unixPath path: String) async throws -> StreamChannel {
         try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<StreamChannel, Error>) in
-            loop.execute {
+            let accepted = loop.execute {
                 let h = LoopHandle.allocate(uv_pipe_t.self)
                 let rc = uv_pipe_init(loop.uv, h, 0)
                 guard rc == 0 else {
@@ -234,6 +235,7 @@ extension StreamChannel {
                 let request = ConnectRequest(channel: channel, continuation: continuation, what: "connect \(path)")
                 uv_pipe_connect(request.request, h, path, ConnectRequest.callback)
             }
+            if !accepted { continuation.resume(throwing: UVError.closed("connect \(path)")) }
         }
     }
 

@@ -71,7 +71,7 @@ final class RoostProcess: Sendable {
         let loop = child.loop
         let child = self.child
         return await withTaskGroup(of: TerminationStatus?.self) { group in
-            group.addTask { await child.wait() }
+            group.addTask { try? await child.wait() }
             group.addTask {
                 try? await loop.sleep(for: limit)
                 return nil
@@ -80,7 +80,7 @@ final class RoostProcess: Sendable {
             group.cancelAll()
             if first == nil {
                 await child.signalGroup(SIGKILL)
-                _ = await child.wait()
+                _ = try? await child.wait()
             }
             return first
         }
@@ -195,7 +195,7 @@ final class RoostProcess: Sendable {
             options.stdout = .pipe
             let child = try await ChildProcess.spawn(on: loop, options)
             let text = String(decoding: try await child.stdout!.readAll(), as: UTF8.self)
-            #expect(await child.wait() == TerminationStatus(code: 0, signal: 0))
+            #expect(try await child.wait() == TerminationStatus(code: 0, signal: 0))
             if arguments == ["version"] { #expect(text == "roost \(RoostVersion.string)\n") }
             if arguments == ["run", "--help"] {
                 for option in ["--registry", "--state", "--log-level", "--log-format"] { #expect(text.contains(option)) }

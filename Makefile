@@ -1,0 +1,49 @@
+# Roost: `make run` serves registry/ ; `make test` runs every test. Both install what is missing.
+
+# Debian packages the build and the tests need (pkg-config finds libuv for SwiftPM).
+DEB_PACKAGES := libuv1-dev libhttp-parser-dev libsqlite3-dev pkg-config
+# Extra packages for `make bench` (tools Roost is compared with, and the load generators).
+BENCH_PACKAGES := hyperfine
+SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
+SWIFT ?= swift
+
+.PHONY: run test build release bench deps bench-deps clean
+
+deps:
+	@missing=""; \
+	for p in $(DEB_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages:$$missing"; \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(SWIFT) build
+
+release: deps
+	$(SWIFT) build -c release --product roost
+
+run: release
+	.build/release/roost run --registry registry
+
+test: deps
+	$(SWIFT) build --build-tests
+	$(SWIFT) test --skip-build
+
+bench-deps: deps
+	@missing=""; \
+	for p in $(BENCH_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+		$(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
+	fi
+
+bench: bench-deps
+	$(SWIFT) build -c release --product roost
+	$(SWIFT) build -c release --product core-bench
+	.build/release/core-bench
+	bench/boot.sh .build/release/roost
+
+clean:
+	rm -rf .build .roost
