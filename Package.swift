@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "roost", targets: ["roost"]),
+        .library(name: "SwiftletKit", targets: ["SwiftletKit"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -31,10 +32,16 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
+        // Registry, Supervisor, HTTPService and SwiftletKit hold no code yet (one comment file
+        // each); their issues fill them. The dependencies below are the direction DESIGN.md fixes.
+        .target(name: "Registry", dependencies: ["Core"]),
+        .target(name: "Supervisor", dependencies: ["Core", "Registry"]),
+        .target(name: "HTTPService", dependencies: ["Core", "Registry", "Supervisor", "CHTTPParser"]),
+        .target(name: "SwiftletKit"),
         .target(
             name: "Components",
             dependencies: [
-                "Core",
+                "Core", "Registry", "Supervisor", "HTTPService",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
