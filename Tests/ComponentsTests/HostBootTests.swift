@@ -42,6 +42,16 @@ struct MemoryLogHandler: LogHandler {
     func log(event: LogEvent) { journal.append("\(event.level) \(event.message)") }
 }
 
+/// Runs a host on `folder`'s registry with the extra `components`; its log goes to `messages`.
+/// Only for boots that fail: a host that boots would wait for a signal.
+private func runHost(in folder: TemporaryFolder, components: [any Component], messages: Journal) async -> Int32 {
+    let host = Host(configuration: HostConfiguration(registryPath: folder.path + "/registry",
+                                                     statePath: folder.path + "/state",
+                                                     extraComponents: components),
+                    logger: Logger(label: "test") { _ in MemoryLogHandler(journal: messages) })
+    return await host.run()
+}
+
 @Suite struct HostBootTests {
     @Test func failedStartStopsWhatStartedAndExitsOne() async throws {
         let folder = try TemporaryFolder()
@@ -53,11 +63,7 @@ struct MemoryLogHandler: LogHandler {
             RecordingComponent(id: "a", dependencies: ["dispatcher"], log: log),
             RecordingComponent(id: "b", dependencies: ["a"], log: log, failStart: true),
         ]
-        let host = Host(configuration: HostConfiguration(registryPath: folder.path + "/registry",
-                                                         statePath: folder.path + "/state",
-                                                         extraComponents: components),
-                        logger: Logger(label: "test") { _ in MemoryLogHandler(journal: messages) })
-        let code = await host.run()
+        let code = await runHost(in: folder, components: components, messages: messages)
         #expect(code == 1)
         #expect(log.all == ["load a", "load b", "start a", "stop b", "stop a"])
         let failure = messages.all.first { $0.hasPrefix("error boot failed") }
@@ -74,11 +80,7 @@ struct MemoryLogHandler: LogHandler {
             RecordingComponent(id: "x", dependencies: ["y"], log: log),
             RecordingComponent(id: "y", dependencies: ["x"], log: log),
         ]
-        let host = Host(configuration: HostConfiguration(registryPath: folder.path + "/registry",
-                                                         statePath: folder.path + "/state",
-                                                         extraComponents: components),
-                        logger: Logger(label: "test") { _ in MemoryLogHandler(journal: messages) })
-        #expect(await host.run() == 1)
+        #expect(await runHost(in: folder, components: components, messages: messages) == 1)
         #expect(log.all.isEmpty)
         #expect(messages.all.contains { $0.contains("x -> y -> x") })
     }
