@@ -76,6 +76,20 @@ public final class Host: Sendable {
         }
     }
 
+    /// SIGINT and SIGTERM end the process at once with 128 + the signal number.
+    static func installForcedExitHandlers() {
+        for signum in [SIGINT, SIGTERM] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { signum in
+                let message: StaticString = "roost: second signal during shutdown: exiting now\n"
+                _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
+                _exit(128 + signum)
+            }
+            sigemptyset(&action.sa_mask)
+            sigaction(signum, &action, nil)
+        }
+    }
+
     /// Runs the host until a signal stops it; returns the process exit code.
     public func run() async -> Int32 {
         let clock = ContinuousClock()
@@ -107,7 +121,7 @@ public final class Host: Sendable {
         } catch {
             logger.error("cannot set up the host: \(error)")
             await loop.shutdownGracefully()
-            return 1
+            return HostError(.bootFailed, "\(error)").exitCode
         }
 
         let (stopRequests, requestStop) = AsyncStream.makeStream(of: Int32.self)
@@ -140,7 +154,7 @@ public final class Host: Sendable {
             await signals.close()
             await loop.shutdownGracefully()
             withExtendedLifetime(state) {}
-            return 1
+            return HostError(.bootFailed, "\(error)").exitCode
         }
 
         let bootTime = clock.now - bootStart
@@ -157,12 +171,17 @@ public final class Host: Sendable {
         var requests = stopRequests.makeAsyncIterator()
         let signal = await requests.next() ?? SIGTERM
         let name = TerminationStatus.signalName(signal).map { "SIG\($0)" } ?? "signal \(signal)"
+        // From here a second signal must end the process whatever the loop and the task pool are
+        // doing: a plain handler that only calls _exit (async-signal-safe), never uninstalled.
+        // Closing libuv's watcher first matters: it resets the signals to their default action.
+        // (A second signal within the few microseconds in between ends the host by that default.)
+        await signals.close()
+        signalTask.cancel()
+        Host.installForcedExitHandlers()
         logger.info("\(name) received: stopping (a second signal exits at once)")
         bus.publish(topic: "host.stopping", data: ["signal": .int(Int64(signal))])
 
         await loader.stop()
-        signalTask.cancel()
-        await signals.close()
         await loop.shutdownGracefully()
         logger.info("roost stopped")
         withExtendedLifetime(state) {}

@@ -65,11 +65,12 @@ public final class StateFolder: Sendable {
         }
         let parent = path.lastIndex(of: "/").map { String(path[..<$0]) } ?? "."
         if !parent.isEmpty, parent != path { try makeDirectories(parent, for: top, created: &created) }
-        guard mkdir(path, 0o700) == 0 || errno == EEXIST else {
+        if mkdir(path, 0o700) == 0 {
+            created.append(path)
+        } else if errno != EEXIST {  // EEXIST: made meanwhile by someone else, so not ours to remove
             let reason = String(cString: strerror(errno))
             throw HostError(.badInput, "state folder '\(top)' cannot be created: mkdir '\(path)': \(reason)")
         }
-        created.append(path)
     }
 }
 

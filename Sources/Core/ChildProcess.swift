@@ -77,8 +77,8 @@ public struct ProcessOptions: Sendable {
 /// A child process started through libuv, so the loop's SIGCHLD handling is the only reaper.
 ///
 /// Contract: `wait()` returns the exit status once the child has been reaped (any number of callers,
-/// before or after the exit). Signals are sent only while the child has not been reaped, so a
-/// recycled pid is never signalled. Pipes in `stdin`/`stdout`/`stderr` are independent channels the
+/// before or after the exit). `signal` is sent only while the child has not been reaped, so a
+/// recycled pid is never signalled; see `signalGroup` for groups. Pipes in `stdin`/`stdout`/`stderr` are independent channels the
 /// caller reads, writes and closes. If the loop shuts down first, the child is not killed here (the
 /// owner, the supervisor, decides that) and `wait()` throws `UVError.closed`.
 public actor ChildProcess {
@@ -96,6 +96,8 @@ public actor ChildProcess {
     private var waiters: [CheckedContinuation<TerminationStatus, Error>] = []
     /// The loop closed the process handle before the child exited: its status cannot be known.
     private var abandoned = false
+    /// The process group was found empty.
+    private var groupGone = false
 
     private init(loop: EventLoop, pid: Int32, arguments: [String], stdio: [StreamChannel?], group: Bool) {
         self.loop = loop
@@ -110,7 +112,7 @@ public actor ChildProcess {
     /// Starts a child. Throws when it cannot be started (no such program, not executable, bad
     /// working directory); nothing is left open then.
     public static func spawn(on loop: EventLoop, _ options: ProcessOptions) async throws -> ChildProcess {
-        precondition(!options.arguments.isEmpty, "ProcessOptions.arguments needs at least the program")
+        guard !options.arguments.isEmpty else { throw UVError(UV_EINVAL.rawValue, "spawn: no program given") }
         return try await loop.submit { try spawnOnLoop(loop, options) }
     }
 
@@ -226,11 +228,17 @@ public actor ChildProcess {
     }
 
     /// Sends `signal` to the child's whole process group (everything it started that stayed in the
-    /// group). Works after the leader exited while others of the group live on.
+    /// group). Works after the leader exited while others of the group live on. Once the group is
+    /// found empty (ESRCH) it is never signalled again, so a recycled group id is never hit; the
+    /// small window between the group emptying and that first ESRCH remains (a pidfd or cgroup
+    /// closes it, for the supervisor).
     @discardableResult
     public func signalGroup(_ signal: Int32) -> Bool {
         guard inOwnProcessGroup else { return self.signal(signal) }
-        return Glibc.kill(-pid, signal) == 0
+        guard !groupGone, !abandoned else { return false }
+        if Glibc.kill(-pid, signal) == 0 { return true }
+        if errno == ESRCH { groupGone = true }
+        return false
     }
 }
 

@@ -59,7 +59,8 @@ public struct SubscriberStats: Sendable, Equatable {
 ///   make room; the newest event is always kept. Drops are counted per subscription (`stats()`)
 ///   and, once per overflow episode (from the first drop until the consumer next takes what
 ///   is buffered), announced as `eventbus.overflow` with path = the subscription id and data
-///   `{subscription, name, dropped, total_dropped}` to every other matching subscription.
+///   `{subscription, name, total_dropped}` (the report comes at an episode's first drop; `stats()`
+///   has the running counts) to every other matching subscription.
 ///   A slow subscription never delays the publisher or any other subscription.
 /// - The bus is for observing. Code that must not miss a change is called directly instead.
 public final class EventBus: Sendable {
@@ -125,7 +126,6 @@ public final class EventBus: Sendable {
                 let data: JSON = [
                     "subscription": .int(Int64(report.id)),
                     "name": .string(report.name),
-                    "dropped": .int(Int64(report.dropped)),
                     "total_dropped": .int(Int64(report.totalDropped)),
                 ]
                 next += deliver(

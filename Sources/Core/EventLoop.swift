@@ -19,9 +19,12 @@ import Glibc
 ///   waiters), keeps running jobs until nothing is left, then stops the thread. Jobs enqueued after
 ///   the loop has stopped still run, one at a time, on a fallback thread shared by all stopped loops:
 ///   a task woken by a closing handle may need a last turn on its actor. Such code finds its
-///   handles closed and fails with `UVError.closed`; nothing touches libuv after the loop closed
-///   (`isStopped` guards every place that would create a handle). Closures given to `execute` are
-///   refused instead (`submit` and `sleep` then throw `UVError.closed`).
+///   handles closed and fails with `UVError.closed`; handle creation goes through `execute`,
+///   `submit` or a check of `isStopped`, all of which refuse once the loop has stopped. Closures given to `execute` are
+///   refused instead (`submit` and `sleep` then throw `UVError.closed`). While shutdown runs,
+///   handles that jobs open are closed after each batch, so nothing holds the shutdown up.
+/// - Cancellation: the handle wrappers do not react to task cancellation while they wait (a read,
+///   an accept, a drain); to give up on one, close its channel or listener, which fails the waiter.
 public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable {
     // @unchecked Sendable: `uv` and `wakeup` are only dereferenced on the loop thread (checked with
     // `preconditionInLoop` in debug builds); the cross-thread state is behind `queue` (a Mutex) or atomic.
@@ -60,6 +63,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         let arc = uv_async_init(uv, wakeup) { handle in
             let loop = Unmanaged<EventLoop>.fromOpaque(handle!.pointee.data).takeUnretainedValue()
             loop.runQueuedWork()
+            if loop.state.load(ordering: .acquiring) != LoopState.running.rawValue { loop.closeAllHandles() }
         }
         precondition(arc == 0, "uv_async_init failed: \(String(cString: uv_strerror(arc)))")
         // Unretained: the loop object outlives its thread (`shutdown` joins before deinit can run).
@@ -140,13 +144,14 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     }
 
     private func submit(_ work: Work) -> Bool {
-        let accepted = queue.withLock { queue -> Bool in
+        // The send happens under the lock: the loop thread sets `stopped` under the same lock before
+        // it closes the wakeup handle, so the handle is always open here.
+        queue.withLock { queue -> Bool in
             if queue.stopped { return false }
             queue.work.append(work)
+            uv_async_send(wakeup)
             return true
         }
-        if accepted { uv_async_send(wakeup) }
-        return accepted
     }
 
     /// Runs what is queued now; work queued meanwhile waits for the next wakeup so I/O is not starved.
@@ -177,18 +182,18 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
             uv_run(uv, UV_RUN_DEFAULT)
             // uv_run returns only once shutdown has unreferenced the wakeup handle.
             runQueuedWork()
-            let pending = queue.withLock { !$0.work.isEmpty }
-            if pending { continue }
             if uv_loop_alive(uv) != 0 {
-                // Work done during shutdown opened new handles: close them too and go round again.
                 closeAllHandles()
                 continue
             }
-            break
+            // Stop only when nothing is queued, in the same lock that refuses new work: a job either
+            // runs here, on the loop thread, or goes to LateWork, never both at once.
+            let done = queue.withLock { q -> Bool in
+                if q.work.isEmpty { q.stopped = true; return true }
+                return false
+            }
+            if done { break }
         }
-        queue.withLock { $0.stopped = true }
-        // Anything submitted between the last drain and `stopped` still runs.
-        runQueuedWork()
         uv_close(UnsafeMutableRawPointer(wakeup).assumingMemoryBound(to: uv_handle_t.self), nil)
         uv_run(uv, UV_RUN_DEFAULT)
         let rc = uv_loop_close(uv)

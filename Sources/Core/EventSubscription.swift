@@ -169,8 +169,7 @@ final class SubscriptionBuffer: Sendable {
                 if state.episodeDropped == 1 {
                     reports.append(
                         OverflowReport(
-                            id: id, name: name, dropped: state.episodeDropped,
-                            totalDropped: state.dropped))
+                            id: id, name: name, totalDropped: state.dropped))
                 }
             }
             state.buffer.append(event)
@@ -259,7 +258,6 @@ struct PendingWakeups {
 struct OverflowReport {
     let id: UInt64
     let name: String
-    let dropped: Int
     let totalDropped: UInt64
 }
 

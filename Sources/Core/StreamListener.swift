@@ -71,13 +71,13 @@ public actor StreamListener {
             let h = LoopHandle.allocate(uv_pipe_t.self)
             let rc = uv_pipe_init(loop.uv, h, 0)
             guard rc == 0 else { LoopHandle.free(h); throw UVError(rc, "uv_pipe_init") }
-            // The socket is created with the umask applied; tighten the umask around bind so the file
-            // never exists with wider permissions than `mode`.
-            let previous = umask(~mode & 0o777)
-            let bound = uv_pipe_bind(h, path)
-            umask(previous)
+            // chmod after bind rather than a umask around it: the umask is process-wide and would
+            // change files other threads create meanwhile. The socket should sit in a 0700 folder
+            // (the state folder is), which covers the moment before the chmod.
+            var bound = uv_pipe_bind(h, path)
+            if bound == 0, chmod(path, mode) != 0 { bound = -errno }
             let listener = StreamListener(loop: loop, kind: .unix, handle: UnsafeStream(h),
-                                          localAddress: nil, path: path, backlog: backlog)
+                                          localAddress: nil, path: bound == 0 ? path : nil, backlog: backlog)
             try listener.assumeIsolated { try $0.listen(bindResult: bound, what: "unix socket \(path)") }
             return listener
         }
@@ -187,6 +187,7 @@ public actor StreamListener {
         for acceptor in waiting { acceptor.resume(throwing: UVError.closed("accept")) }
         for channel in pending { channel.assumeIsolated { $0.close() } }
         pending.removeAll()
+        // Only a socket this listener bound (path is nil otherwise), so another's is never removed.
         if let path { unlink(path) }
     }
 }

@@ -38,7 +38,11 @@ struct Roost: AsyncParsableCommand {
         } catch let exit as HostExit {
             Glibc.exit(exit.code)
         } catch {
-            exitForParseError(error)
+            // Validation errors thrown by a command are the user's input; anything else is a failure.
+            let code = exitCode(for: error)
+            if code == .success || code == .validationFailure { exitForParseError(error) }
+            printError("roost: \(error)")
+            Glibc.exit(1)
         }
     }
 
@@ -48,7 +52,12 @@ struct Roost: AsyncParsableCommand {
             print(fullMessage(for: error))
             Glibc.exit(0)
         }
-        let message = self.message(for: error).split(separator: "\n").first.map(String.init) ?? "\(error)"
+        // One line: the parser's message may span several (e.g. the list of allowed values).
+        let lines = self.message(for: error).split(separator: "\n")
+            .map { $0.trimmingCharacters(in: " ") }.filter { !$0.isEmpty }
+        let values = lines.filter { $0.hasPrefix("- ") }.map { String($0.dropFirst(2)) }
+        let message = lines.filter { !$0.hasPrefix("- ") }.joined(separator: " ")
+            + (values.isEmpty ? "" : " " + values.joined(separator: ", "))
         printError("roost: \(message) (see 'roost --help')")
         Glibc.exit(2)
     }
@@ -71,4 +80,10 @@ struct VersionCommand: ParsableCommand {
 func printError(_ line: String) {
     let bytes = Array((line + "\n").utf8)
     _ = bytes.withUnsafeBytes { write(2, $0.baseAddress, $0.count) }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in set: Character) -> String {
+        String(drop { $0 == set }.reversed().drop { $0 == set }.reversed())
+    }
 }

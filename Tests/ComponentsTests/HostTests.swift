@@ -7,7 +7,10 @@ import Testing
 /// The built `roost` executable: next to the test bundle, or `$ROOST_BIN`.
 func roostExecutable() throws -> String {
     if let explicit = getenv("ROOST_BIN") { return String(cString: explicit) }
-    let bundle = CommandLine.arguments[0]
+    // Absolute: the tests start roost from other working directories.
+    guard let resolved = realpath(CommandLine.arguments[0], nil) else { throw UVError(-errno, "realpath") }
+    let bundle = String(cString: resolved)
+    free(resolved)
     let folder = bundle.lastIndex(of: "/").map { String(bundle[..<$0]) } ?? "."
     let path = folder + "/roost"
     try #require(access(path, X_OK) == 0, "build the roost product first: \(path) is missing")
@@ -149,6 +152,7 @@ final class RoostProcess: Sendable {
         (["run", "--registry", "missing"], "registry folder 'missing' cannot be read"),
         (["run", "--state", "blocker/state"], "state folder 'blocker/state'"),
         (["run", "--log-format", "xml"], "--log-format"),
+        (["run", "--log-level", "LOUD"], "one of the following: trace, debug, info, notice, warning, error, critical"),
     ])
     func badInputExitsTwoWithOneLine(arguments: [String], message: String) async throws {
         let loop = EventLoop()

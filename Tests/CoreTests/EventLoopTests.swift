@@ -86,9 +86,11 @@ actor LoopBoundCounter {
             try await loop.sleep(for: .seconds(60))
         }
         for await _ in started.stream { break }
-        // The sleep may not have reached the loop yet; either way the task must end, not hang.
+        // The sleep may not have reached the loop yet; either way the task must end, not hang, and
+        // end with the loop's "closed".
         await loop.shutdownGracefully()
-        await #expect(throws: (any Error).self) { try await task.value }
+        let error = await #expect(throws: UVError.self) { try await task.value }
+        #expect(error?.isClosed == true)
     }
 
     @Test func repeatingTimerFiresUntilStopped() async throws {

@@ -98,28 +98,25 @@ func pattern(_ count: Int, offset: Int = 0) -> [UInt8] {
         let client = try await StreamChannel.connect(on: loop, host: "127.0.0.1", port: port)
         let server = try await listener.accept()
         let block = pattern(1 << 20)
-        let (progress, step) = AsyncStream.makeStream(of: Int.self)
+        let sent = Atomic<Int>(0)
         let sender = Task {
-            var sent = 0
             for _ in 0..<64 {
                 try await client.write(block)
-                sent += 1
-                step.yield(sent)
-            }
-            step.finish()
-        }
-        // Nobody reads: the writer must stop well short of 64 MiB. Socket buffers take some MiB;
-        // once the writer is suspended, no step arrives. Closing the server then fails the writer.
-        var lastStep = 0
-        for await sent in progress {
-            lastStep = sent
-            if sent >= 48 { break }
-            if await client.unsentByteCount > 0 {
-                // The kernel is full and the channel holds the rest: the next write must suspend.
-                break
+                sent.add(1, ordering: .sequentiallyConsistent)
             }
         }
-        #expect(lastStep < 48)
+        // Nobody reads. Wait until the kernel's buffers are full and the channel holds the rest.
+        while await client.unsentByteCount == 0 {
+            try #require(sent.load(ordering: .sequentiallyConsistent) < 64, "all 64 MiB went out with nobody reading")
+            try await loop.sleep(for: .milliseconds(5))
+        }
+        let stalledAt = sent.load(ordering: .sequentiallyConsistent)
+        // The absence of progress can only be observed over time: give the writer 200 ms. Without
+        // backpressure it would queue all 64 MiB in that time.
+        try await loop.sleep(for: .milliseconds(200))
+        let (_, writeLimit) = await client.limits
+        #expect(sent.load(ordering: .sequentiallyConsistent) <= stalledAt + 1)
+        #expect(await client.unsentByteCount <= writeLimit + block.count)
         await server.close()
         await client.close()
         await #expect(throws: UVError.self) { try await sender.value }
