@@ -125,7 +125,7 @@ final class RoostProcess: Sendable {
         let clock = ContinuousClock()
         let sent = clock.now
         await roost.child.signal(SIGINT)
-        let status = await roost.exit(within: .seconds(5))
+        let status = await roost.exit(within: .seconds(30))
         #expect(status == TerminationStatus(code: 128 + SIGINT, signal: 0))
         #expect(clock.now - sent < .seconds(2))
     }
@@ -144,7 +144,7 @@ final class RoostProcess: Sendable {
         #expect(object["message"]?.stringValue?.hasPrefix("roost ready in") == true)
         #expect(object["state"] == "s")
         await roost.child.signal(SIGTERM)
-        #expect(await roost.exit(within: .seconds(5)) == TerminationStatus(code: 0, signal: 0))
+        #expect(await roost.exit(within: .seconds(30)) == TerminationStatus(code: 0, signal: 0))
     }
 
     @Test(arguments: [
@@ -166,7 +166,7 @@ final class RoostProcess: Sendable {
         let roost = try await RoostProcess(loop: loop, arguments: arguments, workingDirectory: folder.path)
         var output: [String] = []
         for await line in roost.lines { output.append(line) }
-        let status = await roost.exit(within: .seconds(5))
+        let status = await roost.exit(within: .seconds(30))
         #expect(status == TerminationStatus(code: 2, signal: 0))
         #expect(output.count == 1)
         #expect(output.first?.contains(message) == true, "\(output)")
@@ -186,9 +186,9 @@ final class RoostProcess: Sendable {
         let second = try await RoostProcess(loop: loop, arguments: ["run", "--state", "state"], workingDirectory: folder.path)
         let refusal = await second.waitForLine(containing: "in use by another roost host")
         #expect(refusal?.contains("pid \(first.child.pid)") == true)
-        #expect(await second.exit(within: .seconds(5)) == TerminationStatus(code: 2, signal: 0))
+        #expect(await second.exit(within: .seconds(30)) == TerminationStatus(code: 2, signal: 0))
         await first.child.signal(SIGTERM)
-        #expect(await first.exit(within: .seconds(5)) == TerminationStatus(code: 0, signal: 0))
+        #expect(await first.exit(within: .seconds(30)) == TerminationStatus(code: 0, signal: 0))
     }
 
     @Test func versionAndHelpExitZero() async throws {

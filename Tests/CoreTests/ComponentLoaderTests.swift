@@ -51,7 +51,7 @@ private func ids(_ levels: [[any Component]]) -> [[String]] {
 /// Runs `operation`; if it has not finished within `limit`, records a failure and cancels it,
 /// so a broken implementation fails the test instead of hanging it.
 private func withTimeout(
-    _ limit: Duration = .seconds(5), _ operation: @escaping @Sendable () async throws -> Void
+    _ limit: Duration = .seconds(30), _ operation: @escaping @Sendable () async throws -> Void
 ) async throws {
     try await withThrowingTaskGroup(of: Bool.self) { group in
         group.addTask {

@@ -46,7 +46,7 @@ func writeFile(_ path: String, _ bytes: [UInt8], mode: mode_t = 0o644) -> Bool {
 /// Reads changes until one matches `wanted` and returns all read so far, that one last; nil when the
 /// stream finished first. After `limit` the test fails and the watcher is closed, which ends the wait.
 private func changes(of watcher: DirectoryWatcher, until wanted: @escaping @Sendable (FileChange) -> Bool,
-                     limit: Duration = .seconds(10),
+                     limit: Duration = .seconds(30),
                      sourceLocation: SourceLocation = #_sourceLocation) async throws -> [FileChange]? {
     try await withDeadline("changes of \(watcher.path)", within: limit, sourceLocation: sourceLocation,
                            unblock: { await watcher.close() }) {
@@ -61,7 +61,7 @@ private func changes(of watcher: DirectoryWatcher, until wanted: @escaping @Send
 
 /// Reads changes until the stream finishes and returns them. After `limit` the test fails and the
 /// watcher is closed.
-private func remainingChanges(of watcher: DirectoryWatcher, limit: Duration = .seconds(10),
+private func remainingChanges(of watcher: DirectoryWatcher, limit: Duration = .seconds(30),
                               sourceLocation: SourceLocation = #_sourceLocation) async throws -> [FileChange] {
     try await withDeadline("changes of \(watcher.path)", within: limit, sourceLocation: sourceLocation,
                            unblock: { await watcher.close() }) {
@@ -207,7 +207,7 @@ private func remainingChanges(of watcher: DirectoryWatcher, limit: Duration = .s
         let watcher = try await DirectoryWatcher.watch(directory, on: loop)
         try #require(rmdir(directory) == 0)
         // The sequence must end by itself (the deadline would close the watcher and record a failure).
-        let seen = try await remainingChanges(of: watcher, limit: .seconds(5))
+        let seen = try await remainingChanges(of: watcher)
         #expect(seen.allSatisfy { $0.name != "watched" }, "the folder's own removal is not a change in it")
         #expect(try await loop.submit { openHandleCount(loop) } == 0)
     }
