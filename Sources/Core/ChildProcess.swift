@@ -93,7 +93,7 @@ public actor ChildProcess {
 
     private var handle: UnsafeMutablePointer<uv_process_t>?
     private var status: TerminationStatus?
-    private var waiters: [CheckedContinuation<TerminationStatus, Error>] = []
+    private var waiters = Waiters<TerminationStatus>()
     /// The loop closed the process handle before the child exited: its status cannot be known.
     private var abandoned = false
     /// The process group was found empty.
@@ -186,9 +186,7 @@ public actor ChildProcess {
         self.status = status
         if let handle { LoopHandle.close(handle) }
         handle = nil
-        let waiting = waiters
-        waiters.removeAll()
-        for waiter in waiting { waiter.resume(returning: status) }
+        for waiter in waiters.takeAll() { waiter.resume(returning: status) }
     }
 
     /// The handle closed: after an exit, or at loop shutdown while the child still ran.
@@ -196,27 +194,25 @@ public actor ChildProcess {
         handle = nil
         guard status == nil else { return }
         abandoned = true
-        let waiting = waiters
-        waiters.removeAll()
-        for waiter in waiting { waiter.resume(throwing: UVError.closed("wait for pid \(pid)")) }
+        for waiter in waiters.takeAll() { waiter.resume(throwing: UVError.closed("wait for pid \(pid)")) }
     }
 
     /// The exit status, once the child has exited.
     public var exitStatus: TerminationStatus? { status }
 
     /// Waits for the child to exit. Throws `UVError.closed` when the loop shut down first (the
-    /// child may still be running then; its owner must have stopped it before).
-    public func wait() async throws(UVError) -> TerminationStatus {
-        do {
-            return try await withCheckedThrowingContinuation { continuation in
+    /// child may still be running then; its owner must have stopped it before), and
+    /// `CancellationError` when the waiting task is cancelled (the child is left alone).
+    public func wait() async throws -> TerminationStatus {
+        let id = waiters.reserveID()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
                 if let status { continuation.resume(returning: status) }
                 else if abandoned { continuation.resume(throwing: UVError.closed("wait for pid \(pid)")) }
-                else { waiters.append(continuation) }
+                else { waiters.park(id, continuation) }
             }
-        } catch let error as UVError {
-            throw error
-        } catch {
-            throw UVError.closed("wait for pid \(pid)")
+        } onCancel: {
+            loop.execute { self.assumeIsolated { $0.waiters.cancel(id) } }
         }
     }
 

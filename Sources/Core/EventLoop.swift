@@ -23,8 +23,9 @@ import Glibc
 ///   `submit` or a check of `isStopped`, all of which refuse once the loop has stopped. Closures given to `execute` are
 ///   refused instead (`submit` and `sleep` then throw `UVError.closed`). While shutdown runs,
 ///   handles that jobs open are closed after each batch, so nothing holds the shutdown up.
-/// - Cancellation: the handle wrappers do not react to task cancellation while they wait (a read,
-///   an accept, a drain); to give up on one, close its channel or listener, which fails the waiter.
+/// - Cancellation: a task cancelled while it waits in a handle wrapper (a read, a write waiting
+///   for the queue to drain, an accept, a process wait, a sleep) ends that wait with
+///   `CancellationError`; the handle stays open and usable.
 public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable {
     // @unchecked Sendable: `uv` and `wakeup` are only dereferenced on the loop thread (checked with
     // `preconditionInLoop` in debug builds); the cross-thread state is behind `queue` (a Mutex) or atomic.

@@ -78,6 +78,9 @@ public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
 ///   slow peer therefore suspends the writer instead of growing the queue. Writes go out in order.
 /// - `close()` may be called at any time; waiting readers and writers then fail with
 ///   `UVError.closed`. The channel also closes with its loop.
+/// - Cancelling the task of a waiting `read` or `write` ends that wait with `CancellationError`;
+///   the channel stays usable, no byte already read is lost, and bytes a cancelled `write` had
+///   handed over are still sent.
 public actor StreamChannel {
     public enum Kind: Sendable { case tcp, unix, pipe }
 
@@ -103,11 +106,11 @@ public actor StreamChannel {
     private var reading = false
     private var atEOF = false
     private var readError: UVError?
-    private var reader: CheckedContinuation<[UInt8]?, Error>?
+    private var readers = Waiters<[UInt8]?>()
 
     private var queuedWrites = 0
     private var writeError: UVError?
-    private var drainWaiters: [CheckedContinuation<Void, Error>] = []
+    private var drainWaiters = Waiters<Void>()
     private var closeWaiters: [CheckedContinuation<Void, Never>] = []
 
     /// Wraps an initialised, open stream handle. Loop thread only.
@@ -138,21 +141,26 @@ public actor StreamChannel {
     /// The next chunk of bytes, or `nil` once the peer has closed its side.
     public func read() async throws -> [UInt8]? {
         if let ready = takeReadable() { return try ready.get() }
-        precondition(reader == nil, "StreamChannel.read() called while another read is waiting")
-        return try await withCheckedThrowingContinuation { continuation in
-            // Checked again here: a callback may have run since the check above, and a waiter must
-            // never be parked while a chunk, the end or an error is already there.
-            if let ready = takeReadable() {
-                continuation.resume(with: ready)
-                return
-            }
-            reader = continuation
-            if !reading, let handle {
-                do { try startReading(handle) } catch {
-                    reader = nil
-                    continuation.resume(throwing: error)
+        precondition(readers.isEmpty, "StreamChannel.read() called while another read is waiting")
+        let id = readers.reserveID()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                // Checked again here: a callback may have run since the check above, and a waiter
+                // must never be parked while a chunk, the end or an error is already there.
+                if let ready = takeReadable() {
+                    continuation.resume(with: ready)
+                    return
                 }
+                if let handle, !reading {
+                    do { try startReading(handle) } catch {
+                        continuation.resume(throwing: error)
+                        return
+                    }
+                }
+                readers.park(id, continuation)
             }
+        } onCancel: {
+            loop.execute { self.assumeIsolated { $0.readers.cancel(id) } }
         }
     }
 
@@ -198,8 +206,7 @@ public actor StreamChannel {
 
     private func didRead(_ nread: Int, _ chunk: [UInt8]) {
         if nread > 0 {
-            if let reader {
-                self.reader = nil
+            if let reader = readers.popFirst() {
                 reader.resume(returning: chunk)
             } else {
                 chunks.append(chunk)
@@ -213,8 +220,7 @@ public actor StreamChannel {
             } else {
                 readError = UVError(Int32(nread), "read")
             }
-            if let reader {
-                self.reader = nil
+            if let reader = readers.popFirst() {
                 if let readError { reader.resume(throwing: readError) } else { reader.resume(returning: nil) }
             }
         }
@@ -271,9 +277,7 @@ public actor StreamChannel {
         queuedWrites -= count
         if status < 0, writeError == nil { writeError = UVError(status, "write") }
         if queuedWrites <= writeLimit / 2 || writeError != nil {
-            let waiters = drainWaiters
-            drainWaiters.removeAll()
-            for waiter in waiters {
+            for waiter in drainWaiters.takeAll() {
                 if let writeError { waiter.resume(throwing: writeError) } else { waiter.resume() }
             }
         }
@@ -287,11 +291,16 @@ public actor StreamChannel {
 
     /// Parks the writer until at most `limit` bytes are queued (or writing failed).
     private func waitForDrain(until limit: Int) async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
-            // Checked inside the body so a completion that ran meanwhile cannot strand the waiter.
-            if let writeError { continuation.resume(throwing: writeError) }
-            else if queuedWrites <= limit { continuation.resume() }
-            else { drainWaiters.append(continuation) }
+        let id = drainWaiters.reserveID()
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, Error>) in
+                // Checked inside the body so a completion that ran meanwhile cannot strand the waiter.
+                if let writeError { continuation.resume(throwing: writeError) }
+                else if queuedWrites <= limit { continuation.resume() }
+                else { drainWaiters.park(id, continuation) }
+            }
+        } onCancel: {
+            loop.execute { self.assumeIsolated { $0.drainWaiters.cancel(id) } }
         }
     }
 
@@ -336,14 +345,9 @@ public actor StreamChannel {
         reading = false
         readBuffer?.deallocate()
         readBuffer = nil
-        if let reader {
-            self.reader = nil
-            reader.resume(throwing: readError ?? UVError.closed("read"))
-        }
+        for reader in readers.takeAll() { reader.resume(throwing: readError ?? UVError.closed("read")) }
         if writeError == nil { writeError = UVError.closed("write") }
-        let waiters = drainWaiters
-        drainWaiters.removeAll()
-        for waiter in waiters { waiter.resume(throwing: writeError!) }
+        for waiter in drainWaiters.takeAll() { waiter.resume(throwing: writeError!) }
         let closers = closeWaiters
         closeWaiters.removeAll()
         for closer in closers { closer.resume() }

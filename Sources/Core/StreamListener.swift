@@ -24,7 +24,7 @@ public actor StreamListener {
     private var handle: UnsafeMutablePointer<uv_stream_t>?
     private let backlog: Int
     private var pending = Deque<StreamChannel>()
-    private var acceptors = Deque<CheckedContinuation<StreamChannel, Error>>()
+    private var acceptors = Waiters<StreamChannel>()
     /// Connections closed at once because the accept queue was full.
     public private(set) var refused = 0
 
@@ -167,11 +167,17 @@ public actor StreamListener {
     }
 
     /// The next incoming connection.
+    /// The next incoming connection. Cancelling the task ends the wait with `CancellationError`.
     public func accept() async throws -> StreamChannel {
-        try await withCheckedThrowingContinuation { continuation in
-            if let channel = pending.popFirst() { continuation.resume(returning: channel) }
-            else if handle == nil { continuation.resume(throwing: UVError.closed("accept")) }
-            else { acceptors.append(continuation) }
+        let id = acceptors.reserveID()
+        return try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { continuation in
+                if let channel = pending.popFirst() { continuation.resume(returning: channel) }
+                else if handle == nil { continuation.resume(throwing: UVError.closed("accept")) }
+                else { acceptors.park(id, continuation) }
+            }
+        } onCancel: {
+            loop.execute { self.assumeIsolated { $0.acceptors.cancel(id) } }
         }
     }
 
@@ -182,9 +188,7 @@ public actor StreamListener {
 
     private func handleClosed() {
         handle = nil
-        let waiting = acceptors
-        acceptors.removeAll()
-        for acceptor in waiting { acceptor.resume(throwing: UVError.closed("accept")) }
+        for acceptor in acceptors.takeAll() { acceptor.resume(throwing: UVError.closed("accept")) }
         for channel in pending { channel.assumeIsolated { $0.close() } }
         pending.removeAll()
         // Only a socket this listener bound (path is nil otherwise), so another's is never removed.
