@@ -12,6 +12,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-collections", from: "1.6.0"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
         // C libraries from Debian, reached through a shim header only.
@@ -32,9 +33,9 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
-        // Registry, Supervisor, HTTPService and SwiftletKit hold no code yet (one comment file
-        // each); their issues fill them. The dependencies below are the direction DESIGN.md fixes.
-        .target(name: "Registry", dependencies: ["Core"]),
+        // Supervisor, HTTPService and SwiftletKit hold no code yet (one comment file each); their
+        // issues fill them. The dependencies below are the direction DESIGN.md fixes.
+        .target(name: "Registry", dependencies: ["Core", .product(name: "Yams", package: "Yams")]),
         .target(name: "Supervisor", dependencies: ["Core", "Registry"]),
         .target(name: "HTTPService", dependencies: ["Core", "Registry", "Supervisor", "CHTTPParser"]),
         .target(name: "SwiftletKit"),
@@ -61,6 +62,7 @@ let package = Package(
         ),
         .testTarget(name: "CoreTests", dependencies: ["Core"]),
         .testTarget(name: "ComponentsTests", dependencies: ["Components", "Core"]),
+        .testTarget(name: "RegistryTests", dependencies: ["Registry", "Core"]),
     ],
     swiftLanguageModes: [.v6]
 )
