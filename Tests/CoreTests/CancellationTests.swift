@@ -7,10 +7,7 @@ import Testing
     @Test func cancelledReadEndsAndTheNextReadGetsTheData() async throws {
         let loop = EventLoop()
         defer { loop.shutdown() }
-        let listener = try await StreamListener.tcp(on: loop, host: "127.0.0.1", port: 0)
-        let port = try #require(listener.localAddress?.port)
-        let client = try await StreamChannel.connect(on: loop, host: "127.0.0.1", port: port)
-        let server = try await listener.accept()
+        let (listener, client, server) = try await connectedPair(on: loop)
         let waiting = Task { try await server.read() }
         // Cancel whether or not the read has parked yet: both must end in CancellationError.
         waiting.cancel()
@@ -57,10 +54,7 @@ import Testing
     @Test func cancelledWriterStopsWaitingButItsBytesStillArrive() async throws {
         let loop = EventLoop()
         defer { loop.shutdown() }
-        let listener = try await StreamListener.tcp(on: loop, host: "127.0.0.1", port: 0)
-        let port = try #require(listener.localAddress?.port)
-        let client = try await StreamChannel.connect(on: loop, host: "127.0.0.1", port: port)
-        let server = try await listener.accept()
+        let (listener, client, server) = try await connectedPair(on: loop)
         let total = 32 << 20  // far more than socket buffers and the write limit: the writer parks
         let payload = pattern(total)
         let writer = Task { try await client.write(payload) }

@@ -16,6 +16,15 @@ func pattern(_ count: Int, offset: Int = 0) -> [UInt8] {
     (offset..<(offset + count)).map { UInt8(truncatingIfNeeded: UInt64($0 & ~7) >> (8 * UInt64($0 & 7))) }
 }
 
+/// A listener on a free loopback port and one connection through it: (listener, client, server).
+func connectedPair(on loop: EventLoop) async throws -> (StreamListener, StreamChannel, StreamChannel) {
+    let listener = try await StreamListener.tcp(on: loop, host: "127.0.0.1", port: 0)
+    let port = try #require(listener.localAddress?.port)
+    let client = try await StreamChannel.connect(on: loop, host: "127.0.0.1", port: port)
+    let server = try await listener.accept()
+    return (listener, client, server)
+}
+
 @Suite struct StreamChannelTests {
     @Test func tcpEchoesTenMebibytesBothWays() async throws {
         let loop = EventLoop()
@@ -93,10 +102,7 @@ func pattern(_ count: Int, offset: Int = 0) -> [UInt8] {
     @Test func writerWaitsWhileNobodyReads() async throws {
         let loop = EventLoop()
         defer { loop.shutdown() }
-        let listener = try await StreamListener.tcp(on: loop, host: "127.0.0.1", port: 0)
-        let port = try #require(listener.localAddress?.port)
-        let client = try await StreamChannel.connect(on: loop, host: "127.0.0.1", port: port)
-        let server = try await listener.accept()
+        let (listener, client, server) = try await connectedPair(on: loop)
         let block = pattern(1 << 20)
         let sent = Atomic<Int>(0)
         let sender = Task {
@@ -119,6 +125,7 @@ func pattern(_ count: Int, offset: Int = 0) -> [UInt8] {
         #expect(await client.unsentByteCount <= writeLimit + block.count)
         await server.close()
         await client.close()
+        await listener.close()
         await #expect(throws: UVError.self) { try await sender.value }
     }
 
