@@ -19,10 +19,13 @@ public struct Entry: Sendable, Hashable {
     /// Where each top-level key of `data` is written (the key, not its value), so that later
     /// validation can point at the field.
     public var fieldLocations: [String: SourceLocation]
+    /// Where the `kind` key is written, for errors about the kind itself.
+    public var kindLocation: SourceLocation?
 
     public init(
         id: EntryID, kind: String, meta: [String: JSON] = [:], data: JSON = .object([:]),
-        location: SourceLocation, fieldLocations: [String: SourceLocation] = [:]
+        location: SourceLocation, fieldLocations: [String: SourceLocation] = [:],
+        kindLocation: SourceLocation? = nil
     ) {
         self.id = id
         self.kind = kind
@@ -30,6 +33,7 @@ public struct Entry: Sendable, Hashable {
         self.data = data
         self.location = location
         self.fieldLocations = fieldLocations
+        self.kindLocation = kindLocation
     }
 
     /// The location of data field `field`, or of the entry when the field is not written.

@@ -199,6 +199,7 @@ private struct FileReader {
 
         var kind: String?
         var sawKind = false
+        var kindLocation: SourceLocation?
         var entryMeta: [String: JSON] = [:]
         var explicitData: (key: Node, value: Node)?
         var fields: [(key: String, keyNode: Node, value: Node)] = []
@@ -209,6 +210,7 @@ private struct FileReader {
                 continue
             case "kind":
                 sawKind = true
+                kindLocation = location(keyNode)
                 guard case .scalar(let scalar) = value else {
                     fail(.invalidField, "'kind' must be a string", at: value, entry: id)
                     continue
@@ -255,7 +257,7 @@ private struct FileReader {
         guard errors.count == errorsBefore, let id, let kind else { return nil }
         return Entry(
             id: id, kind: kind, meta: fileMeta.merging(entryMeta) { _, own in own }, data: .object(data),
-            location: location(node), fieldLocations: fieldLocations)
+            location: location(node), fieldLocations: fieldLocations, kindLocation: kindLocation)
     }
 
     mutating func json(_ node: Node, entry: EntryID?) -> JSON {

@@ -18,7 +18,7 @@ public func validate(_ entries: [Entry], kinds: KindTable) -> [RegistryError] {
         guard let kind = kinds.kind(named: entry.kind) else {
             // The loader keeps no location for the `kind` key, so this falls back to the entry's.
             errors.append(RegistryError(
-                .unknownKind, "unknown kind '\(entry.kind)'", at: entry.location(ofField: "kind"), entry: entry.id))
+                .unknownKind, "unknown kind '\(entry.kind)'", at: entry.kindLocation ?? entry.location, entry: entry.id))
             graph.add(entry, references: [])
             continue
         }

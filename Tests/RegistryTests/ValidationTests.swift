@@ -11,7 +11,7 @@ import Testing
         return validate(all, kinds: kinds).map(\.description)
     }
 
-    @Test func unknownKindIsReportedAtTheEntry() throws {
+    @Test func unknownKindIsReportedAtItsKindKey() throws {
         let lines = try errorLines("""
             namespace: app
             entries:
@@ -20,7 +20,7 @@ import Testing
               - name: ok
                 kind: registry.entry
             """)
-        #expect(lines == ["f0.yaml:3:5: app:hello: unknown kind 'swiftlet.fn'"])
+        #expect(lines == ["f0.yaml:4:5: app:hello: unknown kind 'swiftlet.fn'"])
     }
 
     @Test func unknownKindCodeIsUnknownKind() throws {
@@ -154,7 +154,7 @@ import Testing
         #expect(lines == [
             "f0.yaml:3:37: app:a: 'requires' references app:missing, which does not exist",
             "f0.yaml:3:37: app:a: reference cycle: app:a -> app:b -> app:a",
-            "f1.yaml:3:5: app2:odd: unknown kind 'mystery'",
+            "f1.yaml:3:17: app2:odd: unknown kind 'mystery'",
             "f1.yaml:4:39: app2:bad: 'requires' must be an entry id or a list of entry ids",
         ])
     }
