@@ -51,6 +51,7 @@ let package = Package(
             dependencies: [
                 "Core",
                 "Components",
+                "Registry",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -61,7 +62,7 @@ let package = Package(
             path: "bench/CoreBench"
         ),
         .testTarget(name: "CoreTests", dependencies: ["Core"]),
-        .testTarget(name: "ComponentsTests", dependencies: ["Components", "Core"]),
+        .testTarget(name: "ComponentsTests", dependencies: ["Components", "Core", "Registry"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Core"]),
     ],
     swiftLanguageModes: [.v6]
