@@ -25,6 +25,11 @@ let package = Package(
             name: "CHTTPParser",
             providers: [.apt(["libhttp-parser-dev"])]
         ),
+        .systemLibrary(
+            name: "CSQLite",
+            pkgConfig: "sqlite3",
+            providers: [.apt(["libsqlite3-dev"])]
+        ),
         .target(
             name: "Core",
             dependencies: [
@@ -35,7 +40,7 @@ let package = Package(
         ),
         // Supervisor, HTTPService and SwiftletKit hold no code yet (one comment file each); their
         // issues fill them. The dependencies below are the direction DESIGN.md fixes.
-        .target(name: "Registry", dependencies: ["Core", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Registry", dependencies: ["Core", "CSQLite", .product(name: "Yams", package: "Yams")]),
         .target(name: "Supervisor", dependencies: ["Core", "Registry"]),
         .target(name: "HTTPService", dependencies: ["Core", "Registry", "Supervisor", "CHTTPParser"]),
         .target(name: "SwiftletKit"),
@@ -56,6 +61,8 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Commits versions until killed; the registry's durability test kills it with SIGKILL.
+        .executableTarget(name: "history-crash-helper", dependencies: ["Registry"]),
         .executableTarget(
             name: "core-bench",
             dependencies: ["Core"],

@@ -76,6 +76,10 @@ public final class Host: Sendable {
         }
     }
 
+    static func milliseconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds / 1_000_000_000_000) / 1000
+    }
+
     /// SIGINT and SIGTERM end the process at once with 128 + the signal number.
     static func installForcedExitHandlers() {
         for signum in [SIGINT, SIGTERM] {
@@ -157,9 +161,7 @@ public final class Host: Sendable {
             return HostError(.bootFailed, "\(error)").exitCode
         }
 
-        let bootTime = clock.now - bootStart
-        let milliseconds = Double(bootTime.components.attoseconds / 1_000_000_000_000) / 1000
-            + Double(bootTime.components.seconds) * 1000
+        let milliseconds = Host.milliseconds(clock.now - bootStart)
         let started = await loader.startedIDs
         logger.info("roost ready in \(formatMilliseconds(milliseconds)) ms", metadata: [
             "registry": "\(configuration.registryPath)", "state": "\(configuration.statePath)",
@@ -170,6 +172,7 @@ public final class Host: Sendable {
         // Run until the first signal.
         var requests = stopRequests.makeAsyncIterator()
         let signal = await requests.next() ?? SIGTERM
+        let stopStart = clock.now
         let name = TerminationStatus.signalName(signal).map { "SIG\($0)" } ?? "signal \(signal)"
         // From here a second signal must end the process whatever the loop and the task pool are
         // doing: a plain handler that only calls _exit (async-signal-safe), never uninstalled.
@@ -183,7 +186,7 @@ public final class Host: Sendable {
 
         await loader.stop()
         await loop.shutdownGracefully()
-        logger.info("roost stopped")
+        logger.info("roost stopped in \(formatMilliseconds(Host.milliseconds(clock.now - stopStart))) ms")
         withExtendedLifetime(state) {}
         return 0
     }

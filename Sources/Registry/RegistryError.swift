@@ -21,6 +21,14 @@ public struct RegistryError: Error, Sendable, Hashable, Comparable, CustomString
         case referenceCycle
         /// The file or folder could not be read as UTF-8 text.
         case unreadableFile
+        /// The history database could not be opened, read or written.
+        case historyStorage
+        /// The history database was written by a newer roost (its schema version is higher).
+        case historySchemaTooNew
+        /// The history holds no version with that number.
+        case unknownVersion
+        /// A commit with no changes: it would make a version equal to the last one.
+        case emptyChangeSet
     }
 
     public var code: Code
