@@ -42,7 +42,9 @@ bench-deps: deps
 bench: bench-deps
 	$(SWIFT) build -c release --product roost
 	$(SWIFT) build -c release --product core-bench
+	$(SWIFT) build -c release --product registry-bench
 	.build/release/core-bench
+	.build/release/registry-bench
 	bench/boot.sh .build/release/roost
 
 clean:

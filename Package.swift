@@ -64,6 +64,11 @@ let package = Package(
         // Commits versions until killed; the registry's durability test kills it with SIGKILL.
         .executableTarget(name: "history-crash-helper", dependencies: ["Registry"]),
         .executableTarget(
+            name: "registry-bench",
+            dependencies: ["Core", "Registry"],
+            path: "bench/RegistryBench"
+        ),
+        .executableTarget(
             name: "core-bench",
             dependencies: ["Core"],
             path: "bench/CoreBench"

@@ -1,0 +1,90 @@
+// Registry benchmark: 10,000 entries in 100 files — cold load, validate, and commit of the whole
+// state as one version into a fresh history database; then the cost of a one-entry version.
+// Run: swift build -c release --product registry-bench && .build/release/registry-bench
+import Core
+import Glibc
+import Registry
+
+func now() -> Double {
+    var t = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &t)
+    return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+}
+
+func fileSize(_ path: String) -> Int {
+    var info = stat()
+    return stat(path, &info) == 0 ? Int(info.st_size) : 0
+}
+
+var template = Array("/tmp/roost-registry-bench-XXXXXX".utf8CString)
+guard let made = template.withUnsafeMutableBufferPointer({ mkdtemp($0.baseAddress!) }) else { fatalError("mkdtemp") }
+let root = String(cString: made)
+defer { _ = system("rm -rf '\(root)'") }
+mkdir(root + "/registry", 0o755)
+
+let files = 100, perFile = 100
+for f in 0..<files {
+    var text = "namespace: ns\(f)\nentries:\n"
+    for e in 0..<perFile {
+        text += """
+          - name: entry\(e)
+            kind: registry.entry
+            port: \(8000 + e)
+            enabled: true
+            tags: [a, b, c]
+            settings: {retries: 3, timeout: 250ms, path: /srv/ns\(f)/entry\(e)}
+        """
+        text += "\n"
+        if e > 0 { text += "    requires: entry\(e - 1)\n" }
+    }
+    let fd = open(root + "/registry/file\(f).yaml", O_CREAT | O_WRONLY | O_TRUNC, 0o644)
+    let bytes = Array(text.utf8)
+    _ = bytes.withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+    close(fd)
+}
+
+print("machine: \(sysconf(Int32(_SC_NPROCESSORS_ONLN))) cores; \(files * perFile) entries in \(files) files")
+var loadTimes: [Double] = [], validateTimes: [Double] = [], commitTimes: [Double] = []
+let kinds = try! KindTable([RegistryEntryKind()])
+for round in 0..<5 {
+    let t0 = now()
+    let loaded = RegistryLoader.load(root: root + "/registry")
+    let t1 = now()
+    let problems = validate(loaded.entries, kinds: kinds)
+    let t2 = now()
+    precondition(loaded.errors.isEmpty && problems.isEmpty, "bench registry is not valid: \(loaded.errors.prefix(3)) \(problems.prefix(3))")
+    let dbPath = root + "/history-\(round).db"
+    let store = try! HistoryStore.open(path: dbPath)
+    let desired = Dictionary(uniqueKeysWithValues: loaded.entries.map { ($0.id, $0) })
+    let changes = ChangeSet.between(current: [:], desired: desired)
+    _ = try! store.commit(changes, source: .boot, message: nil, user: nil, time: 0)
+    let t3 = now()
+    loadTimes.append(t1 - t0); validateTimes.append(t2 - t1); commitTimes.append(t3 - t2)
+}
+func ms(_ values: [Double]) -> String {
+    let sorted = values.sorted()
+    return "median \(Int((sorted[sorted.count / 2] * 1000).rounded())) ms (min \(Int((sorted[0] * 1000).rounded())))"
+}
+let totals = zip(zip(loadTimes, validateTimes), commitTimes).map { $0.0 + $0.1 + $1 }
+print("load:     \(ms(loadTimes))")
+print("validate: \(ms(validateTimes))")
+print("commit:   \(ms(commitTimes)) (one version with every entry, change set included)")
+print("total:    \(ms(totals)) (target under 1 s)")
+
+// Growth per one-entry version on the 10,000-entry state.
+let store = try! HistoryStore.open(path: root + "/history-0.db")
+var state = try! store.state(at: store.latest()!.number)
+try! store.truncateWAL()
+let before = fileSize(root + "/history-0.db")
+let rounds = 50
+for i in 0..<rounds {
+    var entry = state[EntryID(namespace: "ns0", name: "entry0")!]!
+    entry.data = .object(["port": .int(Int64(9000 + i))])
+    var changes = ChangeSet()
+    changes.updates.append(entry)
+    _ = try! store.commit(changes, source: .admin, message: nil, user: nil, time: Double(i))
+    state[entry.id] = entry
+}
+try! store.truncateWAL()
+let after = fileSize(root + "/history-0.db")
+print("growth:   \((after - before) / rounds) bytes per one-entry version (state: \(before / 1024) KiB)")
