@@ -76,6 +76,11 @@ public final class Host: Sendable {
         }
     }
 
+    /// `SIGTERM`, or `signal 40` for one without a name.
+    static func describe(signal: Int32) -> String {
+        TerminationStatus.signalName(signal).map { "SIG\($0)" } ?? "signal \(signal)"
+    }
+
     static func milliseconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds / 1_000_000_000_000) / 1000
     }
@@ -125,7 +130,7 @@ public final class Host: Sendable {
         } catch {
             logger.error("cannot set up the host: \(error)")
             await loop.shutdownGracefully()
-            return HostError(.bootFailed, "\(error)").exitCode
+            return HostError.Code.bootFailed.exitCode
         }
 
         let (stopRequests, requestStop) = AsyncStream.makeStream(of: Int32.self)
@@ -137,8 +142,7 @@ public final class Host: Sendable {
                 if received == 1 {
                     requestStop.yield(signal)
                 } else {
-                    let name = TerminationStatus.signalName(signal).map { "SIG\($0)" } ?? "signal \(signal)"
-                    logger.warning("second \(name) during shutdown: exiting now")
+                    logger.warning("second \(Host.describe(signal: signal)) during shutdown: exiting now")
                     _exit(Host.forcedExitCode(signal: signal))
                 }
             }
@@ -158,7 +162,7 @@ public final class Host: Sendable {
             await signals.close()
             await loop.shutdownGracefully()
             withExtendedLifetime(state) {}
-            return HostError(.bootFailed, "\(error)").exitCode
+            return HostError.Code.bootFailed.exitCode
         }
 
         let milliseconds = Host.milliseconds(clock.now - bootStart)
@@ -173,7 +177,6 @@ public final class Host: Sendable {
         var requests = stopRequests.makeAsyncIterator()
         let signal = await requests.next() ?? SIGTERM
         let stopStart = clock.now
-        let name = TerminationStatus.signalName(signal).map { "SIG\($0)" } ?? "signal \(signal)"
         // From here a second signal must end the process whatever the loop and the task pool are
         // doing: a plain handler that only calls _exit (async-signal-safe), never uninstalled.
         // Closing libuv's watcher first matters: it resets the signals to their default action.
@@ -181,7 +184,7 @@ public final class Host: Sendable {
         await signals.close()
         signalTask.cancel()
         Host.installForcedExitHandlers()
-        logger.info("\(name) received: stopping (a second signal exits at once)")
+        logger.info("\(Host.describe(signal: signal)) received: stopping (a second signal exits at once)")
         bus.publish(topic: "host.stopping", data: ["signal": .int(Int64(signal))])
 
         await loader.stop()

@@ -5,6 +5,13 @@ public struct HostError: Error, Sendable, Equatable, CustomStringConvertible {
         case badInput
         /// A component failed to load or start, or the context was misused. Exit code 1.
         case bootFailed
+
+        public var exitCode: Int32 {
+            switch self {
+            case .badInput: 2
+            case .bootFailed: 1
+            }
+        }
     }
 
     public let code: Code
@@ -17,10 +24,5 @@ public struct HostError: Error, Sendable, Equatable, CustomStringConvertible {
 
     public var description: String { message }
 
-    public var exitCode: Int32 {
-        switch code {
-        case .badInput: 2
-        case .bootFailed: 1
-        }
-    }
+    public var exitCode: Int32 { code.exitCode }
 }

@@ -25,43 +25,46 @@ import Testing
         try #require(bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == bytes.count)
     }
 
-    @Test func validFolderPrintsASummaryAndExitsZero() async throws {
+    /// Writes `files` (paths relative to a fresh registry folder, under `app/`) and runs
+    /// `roost registry validate` on it; returns the status, stdout lines and the folder's path.
+    private func validate(_ files: [String: String]) async throws -> (TerminationStatus, [String], String) {
         let loop = EventLoop()
         defer { loop.shutdown() }
         let folder = try TemporaryFolder()
         defer { folder.remove() }
         mkdir(folder.path + "/app", 0o755)
-        try write("""
+        for (name, text) in files { try write(text, to: folder.path + "/app/" + name) }
+        let (status, lines) = try await roost(["registry", "validate", folder.path], on: loop)
+        return (status, lines, folder.path)
+    }
+
+    @Test func validFolderPrintsASummaryAndExitsZero() async throws {
+        let (status, lines, path) = try await validate(["_index.yaml": """
             namespace: app
             entries:
               - {name: db, kind: registry.entry}
               - {name: api, kind: registry.entry, requires: db}
-            """, to: folder.path + "/app/_index.yaml")
-        let (status, lines) = try await roost(["registry", "validate", folder.path], on: loop)
+            """])
         #expect(status == TerminationStatus(code: 0, signal: 0))
-        #expect(lines == ["registry '\(folder.path)' is valid: 2 entries in 1 namespaces"])
+        #expect(lines == ["registry '\(path)' is valid: 2 entries in 1 namespaces"])
     }
 
     @Test func invalidFolderPrintsEveryProblemAndExitsOne() async throws {
-        let loop = EventLoop()
-        defer { loop.shutdown() }
-        let folder = try TemporaryFolder()
-        defer { folder.remove() }
-        mkdir(folder.path + "/app", 0o755)
-        try write("""
+        let (status, lines, path) = try await validate([
+            "x.yaml": """
             namespace: app
             entries:
               - {name: a, kind: registry.entry, requires: missing}
               - {name: c, kind: swiftlet.fn}
-            """, to: folder.path + "/app/x.yaml")
-        try write("namespace: app\nentries: [\n", to: folder.path + "/app/broken.yml")
-        let (status, lines) = try await roost(["registry", "validate", folder.path], on: loop)
+            """,
+            "broken.yml": "namespace: app\nentries: [\n",
+        ])
         #expect(status == TerminationStatus(code: 1, signal: 0))
         #expect(lines.count == 4)
         #expect(lines[0].hasPrefix("app/broken.yml:3:1: invalid YAML"))
         #expect(lines[1] == "app/x.yaml:3:37: app:a: 'requires' references app:missing, which does not exist")
         #expect(lines[2] == "app/x.yaml:4:15: app:c: unknown kind 'swiftlet.fn'")
-        #expect(lines[3] == "registry '\(folder.path)' is not valid: 3 problems")
+        #expect(lines[3] == "registry '\(path)' is not valid: 3 problems")
     }
 
     @Test func unreadableFolderExitsTwo() async throws {
