@@ -1,5 +1,6 @@
 import Core
 import Logging
+import Registry
 import Synchronization
 
 #if canImport(Glibc)
@@ -16,12 +17,19 @@ public struct HostConfiguration: Sendable {
     public var node: String
     /// Components beyond the standard ones (tests, diagnostics).
     public var extraComponents: [any Component]
+    /// `-o` overrides and `--disable` patterns laid over the folder on every apply.
+    public var adjustments: FolderAdjustments
+    /// How long the folder must stay quiet after a change before it is applied again.
+    public var reloadQuiet: Duration
 
     public init(registryPath: String, statePath: String, node: String = HostConfiguration.hostName(),
+                adjustments: FolderAdjustments = FolderAdjustments(), reloadQuiet: Duration = .milliseconds(10),
                 extraComponents: [any Component] = []) {
         self.registryPath = registryPath
         self.statePath = statePath
         self.node = node
+        self.adjustments = adjustments
+        self.reloadQuiet = reloadQuiet
         self.extraComponents = extraComponents
     }
 
@@ -39,9 +47,8 @@ public struct HostConfiguration: Sendable {
 /// 1. Infrastructure: the loop, the logger, the EventBus and the unsealed AppContext.
 /// 2. Loading: the components load level by level (each level concurrently).
 /// 3. Activation: the Dispatcher is frozen, the AppContext sealed, the components started in order.
-/// 4. Entries: the registry folder is applied as a version and `auto_start` services start — this
-///    phase belongs to the registry and supervisor components, which are not part of the host yet;
-///    until then the host checks that the folder is readable and serves nothing from it.
+/// 4. Entries: the registry folder is applied as a version (none when it equals the last one); an
+///    invalid folder stops the boot with every error logged. Then the folder is watched.
 ///
 /// Shutdown: the first SIGINT or SIGTERM stops the components in reverse order and `run` returns 0.
 /// A second one during that stop ends the process at once with 128 + the signal number.
@@ -58,8 +65,14 @@ public final class Host: Sendable {
     }
 
     /// The standard components that exist so far, then the extra ones.
-    func components() -> [any Component] {
-        [PIDGenComponent(node: configuration.node), DispatcherComponent()] + configuration.extraComponents
+    func components(state: StateFolder) -> [any Component] {
+        [
+            PIDGenComponent(node: configuration.node), DispatcherComponent(),
+            RegistryComponent(
+                registryPath: configuration.registryPath, databasePath: state.path + "/registry.db",
+                adjustments: configuration.adjustments, kinds: RegistryKinds.standard(),
+                quiet: configuration.reloadQuiet),
+        ] + configuration.extraComponents
     }
 
     /// Checks the paths before anything is created: an unusable registry folder is an error here.
@@ -149,13 +162,9 @@ public final class Host: Sendable {
         }
 
         // Phases 2 and 3.
-        let loader = ComponentLoader(components: components(), context: context, logger: logger)
-        do {
-            try await loader.load()
-            try context.require(.dispatcher).freeze()
-            context.seal()
-            try await loader.start()
-        } catch {
+        let loader = ComponentLoader(components: components(state: state), context: context, logger: logger)
+        /// Stops what started, in reverse, and gives the boot-failure exit code.
+        func abortBoot(_ error: any Error) async -> Int32 {
             logger.error("boot failed: \(error)")
             await loader.stop()
             signalTask.cancel()
@@ -163,6 +172,27 @@ public final class Host: Sendable {
             await loop.shutdownGracefully()
             withExtendedLifetime(state) {}
             return HostError.Code.bootFailed.exitCode
+        }
+        do {
+            try await loader.load()
+            try context.require(.dispatcher).freeze()
+            context.seal()
+            try await loader.start()
+        } catch {
+            return await abortBoot(error)
+        }
+
+        // Phase 4: the registry folder becomes the current version.
+        do {
+            let reloader = try context.require(.registryReloader)
+            let outcome = await reloader.reload(ApplyContext(source: .boot))
+            if case .rejected(let errors) = outcome {
+                throw HostError(.bootFailed, "the registry folder \(configuration.registryPath) is invalid "
+                    + "(\(errors.count) \(errors.count == 1 ? "problem" : "problems"), listed above)")
+            }
+            await reloader.startWatching()
+        } catch {
+            return await abortBoot(error)
         }
 
         let milliseconds = Host.milliseconds(clock.now - bootStart)

@@ -29,6 +29,10 @@ public struct RegistryError: Error, Sendable, Hashable, Comparable, CustomString
         case unknownVersion
         /// A commit with no changes: it would make a version equal to the last one.
         case emptyChangeSet
+        /// A command-line override (`-o`) is malformed or names no entry or field it can set.
+        case invalidOverride
+        /// A component that owns a kind refused the change (its reason is the message).
+        case rejectedByOwner
     }
 
     public var code: Code

@@ -18,7 +18,7 @@ public enum RegistryLoader {
         let root = trimmed
         var walk = FolderWalk(root: root)
         walk.run()
-        let paths = walk.files.sorted()
+        let paths = walk.files.map(\.path).sorted()
         // Files are independent until their entries are combined, so they are read and parsed
         // on all cores; the order of `files` stays the sorted path order.
         let slots = Slots<RegistryFile>(count: paths.count)
@@ -74,10 +74,12 @@ struct ReadFailureReason: Error, CustomStringConvertible {
 }
 
 /// Finds the registry files under a root folder, and the folders it could not read.
-private struct FolderWalk {
+struct FolderWalk {
     let root: String
-    /// Paths relative to `root`, unsorted.
-    var files: [String] = []
+    /// Paths relative to `root`, unsorted, with what `stat` said of each (nil when it failed).
+    var files: [(path: String, signature: FileSignature?)] = []
+    /// Every folder entered, relative to `root` ("" for the root itself).
+    var folders: [String] = []
     var errors: [RegistryError] = []
     /// Folders already entered, by device and inode, so a symbolic link loop ends.
     var visited: Set<[UInt64]> = []
@@ -100,6 +102,7 @@ private struct FolderWalk {
 
     mutating func visit(relative: String, info: stat) {
         guard visited.insert([UInt64(info.st_dev), UInt64(info.st_ino)]).inserted else { return }
+        folders.append(relative)
         let full = relative.isEmpty ? root : root + "/" + relative
         guard let dir = opendir(full) else {
             let reason = ReadFailureReason(errno: errno)
@@ -123,15 +126,35 @@ private struct FolderWalk {
             guard stat(root + "/" + path, &child) == 0 else {
                 // A broken link named like a registry file is a file that cannot be read;
                 // anything else that vanished is not ours to report.
-                if isRegistryFile { files.append(path) }
+                if isRegistryFile { files.append((path, nil)) }
                 continue
             }
             if child.st_mode & S_IFMT == S_IFDIR {
                 visit(relative: path, info: child)
             } else if isRegistryFile {
-                files.append(path)
+                files.append((path, FileSignature(child)))
             }
         }
+    }
+}
+
+/// What identifies one version of a file's content without reading it: device, inode, size, and
+/// the modification and status-change times to the nanosecond. Any write changes the times; a
+/// replace (rename over) changes the inode.
+struct FileSignature: Hashable, Sendable {
+    let values: [Int64]
+
+    init(_ info: stat) {
+        values = [
+            Int64(bitPattern: UInt64(info.st_dev)), Int64(bitPattern: UInt64(info.st_ino)), Int64(info.st_size),
+            Int64(info.st_mtim.tv_sec), Int64(info.st_mtim.tv_nsec),
+            Int64(info.st_ctim.tv_sec), Int64(info.st_ctim.tv_nsec),
+        ]
+    }
+
+    /// The later of the modification and status-change times, in nanoseconds since 1970.
+    var newestTimeNanoseconds: Int64 {
+        max(values[3] * 1_000_000_000 + values[4], values[5] * 1_000_000_000 + values[6])
     }
 }
 
@@ -140,7 +163,7 @@ private struct FolderWalk {
 /// `@unchecked Sendable`: each iteration writes only its own slot of memory allocated up front
 /// (no Swift array, so no exclusivity check or copy on write spans the slots), and `values()`
 /// runs only after `concurrentPerform` has returned, which waits for every iteration.
-private final class Slots<Value>: @unchecked Sendable {
+final class Slots<Value>: @unchecked Sendable {
     private let storage: UnsafeMutableBufferPointer<Value?>
 
     init(count: Int) {

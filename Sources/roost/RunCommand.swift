@@ -2,6 +2,7 @@ import ArgumentParser
 import Components
 import Core
 import Logging
+import Registry
 
 #if canImport(Glibc)
 import Glibc
@@ -34,11 +35,26 @@ struct RunCommand: AsyncParsableCommand {
                                             valueName: "format"))
     var logFormat: LogFormat = .text
 
+    @Option(name: [.customShort("o"), .customLong("override")], help: ArgumentHelp(
+        "Lay a value over an entry's data on every apply: namespace:name:path.to.field=value (repeatable).",
+        valueName: "override"))
+    var overrides: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp(
+        "Leave out the entries whose id matches this glob, e.g. 'app.debug:*' (repeatable).", valueName: "glob"))
+    var disable: [String] = []
+
     /// Diagnostics: makes the graceful stop take this long, to exercise the second-signal path.
     @Option(name: .long, help: .hidden)
     var debugStopDelayMs: Int?
 
     func validate() throws {
+        for text in overrides {
+            do { _ = try EntryOverride(parsing: text) } catch { throw ValidationError(error.message) }
+        }
+        if let empty = disable.first(where: \.isEmpty) {
+            throw ValidationError("--disable needs a glob, got '\(empty)'")
+        }
         if let delay = debugStopDelayMs, delay < 0 {
             throw ValidationError("--debug-stop-delay-ms must not be negative")
         }
@@ -53,8 +69,11 @@ struct RunCommand: AsyncParsableCommand {
 
         var extra: [any Component] = []
         if let delay = debugStopDelayMs { extra.append(SlowStopComponent(delay: .milliseconds(delay))) }
+        let adjustments = FolderAdjustments(
+            overrides: try overrides.map { text throws -> EntryOverride in try EntryOverride(parsing: text) },
+            disabled: disable.map(Glob.init))
         let host = Host(configuration: HostConfiguration(registryPath: registry, statePath: statePath,
-                                                         extraComponents: extra),
+                                                         adjustments: adjustments, extraComponents: extra),
                         logger: logger)
         throw HostExit(code: await host.run())
     }

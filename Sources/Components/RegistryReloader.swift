@@ -1,0 +1,187 @@
+import Core
+import Logging
+import Registry
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Keeps the registry in step with its folder: applies it at boot, again after every burst of
+/// file changes (one libuv watcher per folder, new folders picked up, removed ones dropped), on
+/// SIGHUP, and when an admin asks.
+///
+/// Debouncing: the first change of a burst starts a wait that ends once the folder has been quiet
+/// for `quiet` (or at the latest after `maxDelay`), then the folder is read and applied once.
+/// Changes seen while an apply runs lead to one more read afterwards. A read that finds the
+/// folder as it was makes no version. A folder that became invalid is rejected: its errors are
+/// logged and published (`registry.apply.rejected`) and the running version stays.
+public actor RegistryReloader {
+    public nonisolated let loop: EventLoop
+    public nonisolated let folder: RegistryFolder
+    public nonisolated let adjustments: FolderAdjustments
+    public nonisolated let registry: RegistryService
+    public nonisolated let quiet: Duration
+    public nonisolated let maxDelay: Duration
+    private let logger: Logger
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+
+    private var watchers: [String: (watcher: DirectoryWatcher, task: Task<Void, Never>)] = [:]
+    private var hangups: SignalWatcher?
+    private var hangupTask: Task<Void, Never>?
+    private var stopped = false
+    /// A burst is being waited out, or an apply is running.
+    private var pending = false
+    private var changedDuringApply = false
+    private var lastChange: ContinuousClock.Instant?
+    private var burstTask: Task<Void, Never>?
+
+    public init(
+        loop: EventLoop, folder: RegistryFolder, adjustments: FolderAdjustments, registry: RegistryService,
+        logger: Logger, quiet: Duration = .milliseconds(10), maxDelay: Duration = .milliseconds(500)
+    ) {
+        self.loop = loop
+        self.folder = folder
+        self.adjustments = adjustments
+        self.registry = registry
+        self.logger = logger
+        self.quiet = quiet
+        self.maxDelay = maxDelay
+    }
+
+    /// Reads and applies the folder now, as `context` says; logs the outcome.
+    public func reload(_ context: ApplyContext) async -> ApplyOutcome {
+        let (outcome, folders) = await Self.readAndApply(folder, adjustments, registry, context)
+        report(outcome, context: context)
+        if !stopped { await watch(folders) }
+        return outcome
+    }
+
+    /// Reads the folder off the loop (file system reads block) and applies it.
+    private nonisolated static func readAndApply(
+        _ folder: RegistryFolder, _ adjustments: FolderAdjustments, _ registry: RegistryService, _ context: ApplyContext
+    ) async -> (ApplyOutcome, [String]) {
+        let snapshot = await Task.detached { folder.read() }.value
+        let outcome = await registry.apply(adjustments.apply(to: snapshot.load), context: context)
+        return (outcome, snapshot.folders)
+    }
+
+    private func report(_ outcome: ApplyOutcome, context: ApplyContext) {
+        switch outcome {
+        case .committed(let version, _):
+            logger.info("""
+                registry version \(version.number) committed (\(context.source.rawValue)): \
+                \(version.created) created, \(version.updated) updated, \(version.deleted) deleted
+                """)
+        case .unchanged(let number):
+            logger.debug("registry unchanged at version \(number) (\(context.source.rawValue))")
+        case .rejected(let errors):
+            let level: Logger.Level = context.source == .boot ? .error : .warning
+            for error in errors { logger.log(level: level, "\(error)") }
+            let count = errors.count == 1 ? "1 problem" : "\(errors.count) problems"
+            let consequence = context.source == .boot ? "" : "; the running version stays"
+            logger.log(level: level, "registry folder rejected (\(context.source.rawValue)): \(count)\(consequence)")
+        }
+    }
+
+    // MARK: - Watching
+
+    /// Starts watching the folder (at its current shape) and SIGHUP.
+    public func startWatching() async {
+        guard !stopped else { return }
+        await watch(folder.read().folders)
+        do {
+            let signals = try await SignalWatcher.watch([SIGHUP], on: loop)
+            hangups = signals
+            hangupTask = Task { [weak self] in
+                for await _ in signals.signals {
+                    guard let self else { return }
+                    _ = await self.reload(ApplyContext(source: .sighup))
+                }
+            }
+        } catch {
+            logger.warning("cannot watch SIGHUP: \(error); reload the registry with 'roost registry apply'")
+        }
+    }
+
+    /// Makes the set of watched folders equal `folders`; any new watcher means one more read, since
+    /// a file written into a new folder before its watcher existed was seen by nobody.
+    private func watch(_ folders: [String]) async {
+        let wanted = Set(folders)
+        for (path, item) in watchers where !wanted.contains(path) {
+            await item.watcher.close()
+            item.task.cancel()
+            watchers[path] = nil
+        }
+        var added = false
+        for path in folders where watchers[path] == nil {
+            do {
+                let watcher = try await DirectoryWatcher.watch(path, on: loop)
+                let task = Task { [weak self] in
+                    for await _ in watcher.changes {
+                        guard let self else { return }
+                        await self.changed()
+                    }
+                    // The folder went away (or the watcher closed): the next read forgets it.
+                    await self?.folderGone(path, watcher: watcher)
+                }
+                watchers[path] = (watcher, task)
+                added = true
+            } catch {
+                logger.warning("cannot watch registry folder \(path): \(error); changes there need 'roost registry apply'")
+            }
+        }
+        if added, !stopped { changed() }
+    }
+
+    private func folderGone(_ path: String, watcher: DirectoryWatcher) {
+        guard let item = watchers[path], item.watcher === watcher else { return }
+        watchers[path] = nil
+        changed()
+    }
+
+    /// The set of folders watched now, for tests.
+    public var watchedFolders: [String] { watchers.keys.sorted() }
+
+    /// A change was seen: start waiting out the burst, or note it for the wait under way.
+    private func changed() {
+        guard !stopped else { return }
+        lastChange = .now
+        if pending {
+            changedDuringApply = true
+            return
+        }
+        pending = true
+        changedDuringApply = false
+        burstTask = Task { await self.settleAndApply() }
+    }
+
+    private func settleAndApply() async {
+        let clock = ContinuousClock()
+        let start = clock.now
+        while !stopped {
+            let quietUntil = (lastChange ?? start) + quiet
+            let deadline = min(quietUntil, start + maxDelay)
+            if clock.now >= deadline { break }
+            do { try await loop.sleep(for: deadline - clock.now) } catch { break }
+        }
+        guard !stopped else { pending = false; return }
+        changedDuringApply = false
+        _ = await reload(ApplyContext(source: .fileChange))
+        pending = false
+        if changedDuringApply, !stopped { changed() }
+    }
+
+    /// Stops watching; an apply under way finishes.
+    public func stop() async {
+        stopped = true
+        burstTask?.cancel()
+        hangupTask?.cancel()
+        await hangups?.close()
+        for (_, item) in watchers {
+            await item.watcher.close()
+            item.task.cancel()
+        }
+        watchers.removeAll()
+        await burstTask?.value
+    }
+}

@@ -1,0 +1,304 @@
+import Core
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A component that owns kinds (or must follow the registry) and takes part in every apply.
+///
+/// What a participant may rely on:
+/// - Applies are serialised: `review` and `committed` are never called for two versions at once,
+///   and `committed` sees every version in order, exactly once, before the apply returns.
+/// - `review` gets the whole validated change before it commits and returns the reasons to refuse
+///   it (empty to accept). A refusal from any participant rejects the whole apply; nothing commits.
+///   It must not act on the change: it may not be committed.
+/// - `committed` is called after the version is on disk. It is a direct call, not the best-effort
+///   bus: the supervisor reconciles here. It cannot undo the version; it reports its own failures.
+public protocol RegistryParticipant: Sendable {
+    /// A name for logs and rejection messages, such as `supervisor`.
+    var name: String { get }
+    func review(_ proposal: RegistryProposal) async -> [RegistryError]
+    func committed(_ commit: RegistryCommit) async
+}
+
+/// A validated change about to become version `number`.
+public struct RegistryProposal: Sendable {
+    public let number: Int
+    public let changes: ChangeSet
+    public let order: ApplyOrder
+    /// The whole state the version would have.
+    public let state: [EntryID: Entry]
+}
+
+/// A committed version, its changes in the order to carry them out, and its whole state.
+public struct RegistryCommit: Sendable {
+    public let version: Version
+    public let changes: ChangeSet
+    public let order: ApplyOrder
+    public let state: [EntryID: Entry]
+}
+
+/// What happened to one entry in one version; the watch API delivers these.
+public struct EntryChange: Sendable, Hashable {
+    public let operation: ChangeOperation
+    /// The entry as it is now (for a delete: as it was).
+    public let entry: Entry
+    public let version: Int
+}
+
+/// How an apply ended.
+public enum ApplyOutcome: Sendable {
+    /// The change committed as this version.
+    case committed(Version, ChangeSet)
+    /// The desired state equals the current one: no version was made.
+    case unchanged(version: Int)
+    /// Nothing changed; every reason, sorted by location.
+    case rejected([RegistryError])
+
+    public var errors: [RegistryError] {
+        if case .rejected(let errors) = self { return errors }
+        return []
+    }
+
+    /// The version now current, or nil when the apply was rejected.
+    public var version: Int? {
+        switch self {
+        case .committed(let version, _): return version.number
+        case .unchanged(let number): return number
+        case .rejected: return nil
+        }
+    }
+}
+
+/// Who asked for an apply, and why.
+public struct ApplyContext: Sendable {
+    public var source: VersionSource
+    public var message: String?
+    /// The caller's user id, where known (the admin socket knows its peer).
+    public var user: String?
+
+    public init(source: VersionSource, message: String? = nil, user: String? = nil) {
+        self.source = source
+        self.message = message
+        self.user = user
+    }
+}
+
+/// The versioned registry: the current state, all-or-nothing applies, rollback, history, events
+/// and the watch API.
+///
+/// An apply (`apply(_:context:)`):
+/// 1. refuses the desired state when loading found problems, or when validation does;
+/// 2. computes the change set against the current state (an empty one makes no version);
+/// 3. offers it to every participant, any of which may refuse it;
+/// 4. commits it to the history as version N+1 (on disk before anything else happens);
+/// 5. publishes `registry.entry.created|updated|deleted` per entry, deletes first (dependents
+///    first), then creates and updates (referenced entries first), then
+///    `registry.version.committed`; hands the version to the participants and the watchers.
+/// A refusal at 1, 2 or 3 publishes `registry.apply.rejected` with every error, and nothing else
+/// changes: state, history, events. Applies run one at a time, in the order they are asked for.
+///
+/// Blocking: commits wait for the disk (`synchronous=FULL`); the actor runs on the global
+/// executor, never on the event loop.
+public actor RegistryService {
+    public nonisolated let kinds: KindTable
+    public nonisolated let history: HistoryStore
+    private let bus: EventBus?
+    private let now: @Sendable () -> Double
+
+    private var participants: [any RegistryParticipant] = []
+    private var state: [EntryID: Entry]
+    private var currentVersion: Int
+    private var watchers: [UInt64: (pattern: Glob, continuation: AsyncStream<EntryChange>.Continuation)] = [:]
+    private var nextWatcher: UInt64 = 1
+    private var busy = false
+    private var queue: [CheckedContinuation<Void, Never>] = []
+
+    /// Opens the registry on `history`: the current state is the newest stored version.
+    public init(
+        kinds: KindTable, history: HistoryStore, bus: EventBus?,
+        now: @escaping @Sendable () -> Double = { RegistryService.wallClock() }
+    ) throws(RegistryError) {
+        self.kinds = kinds
+        self.history = history
+        self.bus = bus
+        self.now = now
+        let latest = try history.latest()?.number ?? 0
+        self.currentVersion = latest
+        self.state = try history.state(at: latest)
+    }
+
+    public static func wallClock() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
+
+    /// Adds a participant; from the next apply on it reviews and receives every version.
+    public func add(_ participant: any RegistryParticipant) {
+        participants.append(participant)
+    }
+
+    /// The current version number (0 before the first commit).
+    public var version: Int { currentVersion }
+
+    /// A Finder over the current version.
+    public func finder() -> Finder { Finder(version: currentVersion, entries: state) }
+
+    /// The current state.
+    public func entries() -> [EntryID: Entry] { state }
+
+    // MARK: - Apply
+
+    /// Applies a folder as read (`RegistryFolder.read()`, possibly adjusted): its problems
+    /// reject the apply before anything else is looked at.
+    public func apply(_ load: LoadResult, context: ApplyContext) async -> ApplyOutcome {
+        await apply(entries: load.entries, problems: load.errors, context: context)
+    }
+
+    /// Makes the registry state equal version `number` by committing a new version (source
+    /// `rollback`); history stays append-only, so a rollback can itself be rolled back.
+    public func rollback(to number: Int, context: ApplyContext = ApplyContext(source: .rollback)) async -> ApplyOutcome {
+        let target: [EntryID: Entry]
+        do {
+            target = try history.state(at: number)
+        } catch {
+            return reject([error])
+        }
+        var context = context
+        context.source = .rollback
+        if context.message == nil { context.message = "rollback to version \(number)" }
+        return await apply(entries: Array(target.values), problems: [], context: context)
+    }
+
+    /// The whole apply: `entries` is the desired state, `problems` what loading it found.
+    public func apply(entries: [Entry], problems: [RegistryError], context: ApplyContext) async -> ApplyOutcome {
+        await enter()
+        defer { leave() }
+
+        if !problems.isEmpty { return reject(problems) }
+        let errors = validate(entries, kinds: kinds)
+        if !errors.isEmpty { return reject(errors) }
+
+        var desired: [EntryID: Entry] = [:]
+        desired.reserveCapacity(entries.count)
+        for entry in entries { desired[entry.id] = entry }
+        let changes = ChangeSet.between(current: state, desired: desired)
+        if changes.isEmpty {
+            // Locations may have moved (an entry cut and pasted to another file): keep the newest.
+            state = desired
+            return .unchanged(version: currentVersion)
+        }
+        let order = changes.applyOrder(kinds: kinds)
+
+        let proposal = RegistryProposal(number: currentVersion + 1, changes: changes, order: order, state: desired)
+        var refusals: [RegistryError] = []
+        for participant in participants {
+            for error in await participant.review(proposal) {
+                var error = error
+                if error.code != .rejectedByOwner, error.location == nil {
+                    error.message = "\(participant.name): \(error.message)"
+                }
+                refusals.append(error)
+            }
+        }
+        if !refusals.isEmpty { return reject(refusals) }
+
+        let committed: Version
+        do {
+            committed = try history.commit(
+                changes, source: context.source, message: context.message, user: context.user, time: now())
+        } catch {
+            return reject([error])
+        }
+        state = desired
+        currentVersion = committed.number
+        announce(committed, changes: changes, order: order)
+        let commit = RegistryCommit(version: committed, changes: changes, order: order, state: desired)
+        for participant in participants { await participant.committed(commit) }
+        return .committed(committed, changes)
+    }
+
+    private func reject(_ errors: [RegistryError]) -> ApplyOutcome {
+        let sorted = errors.sorted()
+        bus?.publish(topic: "registry.apply.rejected", data: [
+            "errors": .array(sorted.map { $0.json }),
+            "version": .int(Int64(currentVersion)),
+        ])
+        return .rejected(sorted)
+    }
+
+    private func announce(_ version: Version, changes set: ChangeSet, order: ApplyOrder) {
+        let number = Int64(version.number)
+        let createdIDs = Set(set.creates.lazy.map(\.id))
+        var changes: [EntryChange] = []
+        changes.reserveCapacity(order.deletes.count + order.createsAndUpdates.count)
+        for entry in order.deletes { changes.append(EntryChange(operation: .delete, entry: entry, version: version.number)) }
+        for entry in order.createsAndUpdates {
+            changes.append(EntryChange(
+                operation: createdIDs.contains(entry.id) ? .create : .update, entry: entry, version: version.number))
+        }
+        if let bus {
+            for change in changes {
+                let topic: String
+                switch change.operation {
+                case .create: topic = "registry.entry.created"
+                case .update: topic = "registry.entry.updated"
+                case .delete: topic = "registry.entry.deleted"
+                }
+                bus.publish(topic: topic, path: change.entry.id.description,
+                            data: ["entry": change.entry.json, "version": .int(number)])
+            }
+            bus.publish(topic: "registry.version.committed", path: String(version.number), data: version.json)
+        }
+        for change in changes {
+            let id = change.entry.id.description
+            for (_, watcher) in watchers where watcher.pattern.matches(id) {
+                watcher.continuation.yield(change)
+            }
+        }
+    }
+
+    // MARK: - Watch
+
+    /// Every change to the entries whose id matches `pattern` (`app:hello`, `app:*`), from the
+    /// next version on, in order. Nothing is dropped: the stream buffers until read. It ends when
+    /// the caller stops iterating (or drops the stream).
+    public func watch(_ pattern: Glob) -> AsyncStream<EntryChange> {
+        let id = nextWatcher
+        nextWatcher += 1
+        let (stream, continuation) = AsyncStream.makeStream(of: EntryChange.self, bufferingPolicy: .unbounded)
+        watchers[id] = (pattern, continuation)
+        continuation.onTermination = { [weak self] _ in
+            guard let self else { return }
+            Task { await self.unwatch(id) }
+        }
+        return stream
+    }
+
+    private func unwatch(_ id: UInt64) { watchers[id] = nil }
+
+    /// Ends every watch stream (the host is stopping).
+    public func finishWatchers() {
+        for (_, watcher) in watchers { watcher.continuation.finish() }
+        watchers.removeAll()
+    }
+
+    // MARK: - Serialising applies
+
+    private func enter() async {
+        if !busy {
+            busy = true
+            return
+        }
+        await withCheckedContinuation { queue.append($0) }
+    }
+
+    private func leave() {
+        if queue.isEmpty {
+            busy = false
+        } else {
+            queue.removeFirst().resume()  // `busy` passes straight to the next apply
+        }
+    }
+}
