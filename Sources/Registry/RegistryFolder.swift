@@ -36,11 +36,15 @@ public final class RegistryFolder: Sendable {
     /// one tick leave the same times. A cached parse is trusted only when the file's times are
     /// older than the read that made it by more than this margin ("racy" files are parsed again,
     /// the way git treats racily clean index entries).
-    static let racyMarginNanoseconds: Int64 = 50_000_000
+    public let racyMargin: Duration
+    private let racyMarginNanoseconds: Int64
 
     private let cache = Mutex<[String: Cached]>([:])
 
-    public init(root: String) {
+    public init(root: String, racyMargin: Duration = .milliseconds(50)) {
+        self.racyMargin = racyMargin
+        racyMarginNanoseconds = racyMargin.components.seconds * 1_000_000_000
+            + racyMargin.components.attoseconds / 1_000_000_000
         var trimmed = root
         while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed.removeLast() }
         self.root = trimmed
@@ -57,7 +61,7 @@ public final class RegistryFolder: Sendable {
             var toParse: [Int] = []
             for (i, item) in found.enumerated() {
                 if let signature = item.signature, let cached = cache[item.path], cached.signature == signature,
-                    signature.newestTimeNanoseconds + RegistryFolder.racyMarginNanoseconds < cached.readAt {
+                    signature.newestTimeNanoseconds + racyMarginNanoseconds < cached.readAt {
                     files[i] = cached.file
                 } else {
                     toParse.append(i)
