@@ -1,0 +1,136 @@
+import Components
+import Core
+import Foundation
+import Glibc
+import Logging
+import Registry
+import Testing
+
+/// A reloader on a real folder and loop, with the bus events it causes.
+final class ReloaderFixture {
+    let loop = EventLoop(name: "reloader-test")
+    let folder: TemporaryFolder
+    let bus = EventBus()
+    let registry: RegistryService
+    let reloader: RegistryReloader
+    let events: EventSubscription
+    var iterator: EventSubscription.AsyncIterator
+
+    init(quiet: Duration = .milliseconds(10)) throws {
+        folder = try TemporaryFolder()
+        mkdir(folder.path + "/registry", 0o755)
+        let history = try HistoryStore.open(path: folder.path + "/registry.db")
+        registry = try RegistryService(kinds: RegistryKinds.standard(), history: history, bus: bus)
+        reloader = RegistryReloader(
+            loop: loop, folder: RegistryFolder(root: folder.path + "/registry"), adjustments: FolderAdjustments(),
+            registry: registry, logger: Logger(label: "test"), quiet: quiet)
+        events = try bus.subscribe("registry.**")
+        iterator = events.makeAsyncIterator()
+    }
+
+    func close() async {
+        await reloader.stop()
+        await loop.shutdownGracefully()
+        folder.remove()
+    }
+
+    func write(_ relative: String, _ text: String) {
+        let path = folder.path + "/registry/" + relative
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        precondition(fd >= 0, "cannot write \(path)")
+        _ = Array(text.utf8).withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
+        Glibc.close(fd)
+    }
+
+    /// The next committed version or rejection (entry events are skipped).
+    func nextOutcome() async -> Event? {
+        while let event = await iterator.next() {
+            if event.topic == "registry.version.committed" || event.topic == "registry.apply.rejected" { return event }
+        }
+        return nil
+    }
+}
+
+func entryFile(_ namespace: String, _ names: [String], value: Int = 0) -> String {
+    "namespace: \(namespace)\nentries:\n" + names.map { "  - {name: \($0), kind: registry.entry, v: \(value)}\n" }.joined()
+}
+
+@Suite(.timeLimit(.minutes(1))) struct RegistryReloaderTests {
+    @Test func editingAddingAndDeletingFilesAndFoldersEachCommitAVersion() async throws {
+        let fixture = try ReloaderFixture()
+        fixture.write("a.yaml", entryFile("app", ["one", "two"]))
+        #expect(await fixture.reloader.reload(ApplyContext(source: .boot)).version == 1)
+        await fixture.reloader.startWatching()
+        _ = await fixture.nextOutcome()  // version 1
+
+        fixture.write("a.yaml", entryFile("app", ["one", "two"], value: 1))
+        var event = await fixture.nextOutcome()
+        #expect(event?.path == "2" && event?.data["updated"] == .int(2) && event?.data["source"] == .string("file-change"))
+
+        // A new folder, and a file in it at once: the folder's watcher comes after the file.
+        mkdir(fixture.folder.path + "/registry/more", 0o755)
+        fixture.write("more/b.yaml", entryFile("more", ["three"]))
+        event = await fixture.nextOutcome()
+        #expect(event?.path == "3" && event?.data["created"] == .int(1))
+
+        // Within the new folder, a later change is seen by its own watcher.
+        fixture.write("more/b.yaml", entryFile("more", ["three", "four"]))
+        event = await fixture.nextOutcome()
+        #expect(event?.path == "4" && event?.data["created"] == .int(1))
+        #expect(await fixture.reloader.watchedFolders == [fixture.folder.path + "/registry", fixture.folder.path + "/registry/more"])
+
+        unlink(fixture.folder.path + "/registry/a.yaml")
+        event = await fixture.nextOutcome()
+        #expect(event?.path == "5" && event?.data["deleted"] == .int(2))
+
+        unlink(fixture.folder.path + "/registry/more/b.yaml")
+        rmdir(fixture.folder.path + "/registry/more")
+        event = await fixture.nextOutcome()
+        #expect(event?.path == "6" && event?.data["deleted"] == .int(2))
+        #expect(await fixture.registry.entries().isEmpty)
+        #expect(await fixture.reloader.watchedFolders == [fixture.folder.path + "/registry"])
+        await fixture.close()
+    }
+
+    @Test func aBurstOfFiftyWritesCommitsOneVersion() async throws {
+        // Quiet for 50 ms: a burst from one writer is far tighter than that, even on a loaded machine.
+        let fixture = try ReloaderFixture(quiet: .milliseconds(50))
+        #expect(await fixture.reloader.reload(ApplyContext(source: .boot)).version == 0)
+        await fixture.reloader.startWatching()
+        for i in 0..<50 {
+            fixture.write("burst\(i % 5).yaml", entryFile("burst\(i % 5)", ["e"], value: i))
+        }
+        let event = await fixture.nextOutcome()
+        #expect(event?.path == "1")
+        #expect(event?.data["created"] == .int(5))
+        // The final content of each file, and no second version: the next change is version 2.
+        let values = await fixture.registry.entries().values.map { $0.data["v"] }
+        #expect(Set(values) == Set((45..<50).map { JSON.int(Int64($0)) }))
+        fixture.write("probe.yaml", entryFile("probe", ["p"]))
+        let next = await fixture.nextOutcome()
+        #expect(next?.path == "2" && next?.data["created"] == .int(1))
+        await fixture.close()
+    }
+
+    @Test func aBrokenFileIsRejectedAndTheRunningVersionStays() async throws {
+        let fixture = try ReloaderFixture()
+        fixture.write("a.yaml", entryFile("app", ["one"]))
+        _ = await fixture.reloader.reload(ApplyContext(source: .boot))
+        await fixture.reloader.startWatching()
+        _ = await fixture.nextOutcome()
+
+        fixture.write("a.yaml", "namespace: app\nentries:\n  - {name: one, kind: registry.entry, v: [}\n")
+        let rejected = await fixture.nextOutcome()
+        #expect(rejected?.topic == "registry.apply.rejected")
+        guard case .array(let errors)? = rejected?.data["errors"] else { Issue.record("no errors"); return }
+        #expect(errors.first?["code"] == .string("yamlSyntax"))
+        #expect(errors.first?["location"]?["file"] == .string("a.yaml"))
+        #expect(await fixture.registry.version == 1)
+        #expect(await fixture.registry.entries()[EntryID("app:one")!]?.data["v"] == .int(0))
+
+        fixture.write("a.yaml", entryFile("app", ["one"], value: 2))
+        let fixed = await fixture.nextOutcome()
+        #expect(fixed?.topic == "registry.version.committed" && fixed?.path == "2")
+        await fixture.close()
+    }
+}
