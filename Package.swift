@@ -65,7 +65,7 @@ let package = Package(
         .executableTarget(name: "history-crash-helper", dependencies: ["Registry"]),
         .executableTarget(
             name: "registry-bench",
-            dependencies: ["Core", "Registry"],
+            dependencies: ["Core", "Registry", "Components", .product(name: "Logging", package: "swift-log")],
             path: "bench/RegistryBench"
         ),
         .executableTarget(
