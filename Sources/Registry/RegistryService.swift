@@ -108,6 +108,9 @@ public actor RegistryService {
 
     private var participants: [any RegistryParticipant] = []
     private var state: [EntryID: Entry]
+    /// The references of the current state, once it has been validated with these kinds (a state
+    /// read back from the history was validated by whichever kinds the roost that wrote it had).
+    private var references: ReferenceIndex?
     private var currentVersion: Int
     private var watchers: [UInt64: (pattern: Glob, continuation: AsyncStream<EntryChange>.Continuation)] = [:]
     private var nextWatcher: UInt64 = 1
@@ -177,16 +180,24 @@ public actor RegistryService {
         defer { leave() }
 
         if !problems.isEmpty { return reject(problems) }
-        let errors = validate(entries, kinds: kinds)
-        if !errors.isEmpty { return reject(errors) }
-
         var desired: [EntryID: Entry] = [:]
         desired.reserveCapacity(entries.count)
-        for entry in entries { desired[entry.id] = entry }
+        for entry in entries where desired[entry.id] == nil { desired[entry.id] = entry }
         let changes = ChangeSet.between(current: state, desired: desired)
+
+        // The current state is valid, so only what changed can make the desired one invalid: the
+        // quick check looks at that alone. Any doubt gets the whole validation, which also gives
+        // the complete, sorted list of errors.
+        var graph = references
+        if graph == nil || !graph!.quickCheck(changes, desired: desired, kinds: kinds) {
+            let errors = validate(entries, kinds: kinds)
+            if !errors.isEmpty { return reject(errors) }
+            graph = ReferenceIndex(desired, kinds: kinds)
+        }
         if changes.isEmpty {
             // Locations may have moved (an entry cut and pasted to another file): keep the newest.
             state = desired
+            references = graph
             return .unchanged(version: currentVersion)
         }
         let order = changes.applyOrder(kinds: kinds)
@@ -212,6 +223,8 @@ public actor RegistryService {
             return reject([error])
         }
         state = desired
+        graph!.update(for: changes, kinds: kinds)
+        references = graph
         currentVersion = committed.number
         announce(committed, changes: changes, order: order)
         let commit = RegistryCommit(version: committed, changes: changes, order: order, state: desired)
@@ -299,6 +312,100 @@ public actor RegistryService {
             busy = false
         } else {
             queue.removeFirst().resume()  // `busy` passes straight to the next apply
+        }
+    }
+}
+
+/// The references between the entries of a valid state, both ways, so that a change can be
+/// validated by looking at the entries it touches rather than at the whole state.
+struct ReferenceIndex: Sendable {
+    /// Entry -> the entries it references (resolved, existing).
+    private(set) var targets: [EntryID: [EntryID]] = [:]
+    /// Entry -> the entries that reference it.
+    private(set) var referrers: [EntryID: Set<EntryID>] = [:]
+
+    /// The index of `state`, which must be valid.
+    init(_ state: [EntryID: Entry], kinds: KindTable) {
+        for entry in state.values { add(entry, targets: Self.resolvedTargets(of: entry, kinds: kinds) ?? []) }
+    }
+
+    /// The references `entry` makes, resolved; nil when one does not parse as an id.
+    static func resolvedTargets(of entry: Entry, kinds: KindTable) -> [EntryID]? {
+        guard let kind = kinds.kind(named: entry.kind) else { return [] }
+        var out: [EntryID] = []
+        for (_, reference) in kind.references(of: entry) {
+            guard let target = EntryID.resolve(reference, in: entry.id.namespace) else { return nil }
+            out.append(target)
+        }
+        return out
+    }
+
+    private mutating func add(_ entry: Entry, targets list: [EntryID]) {
+        targets[entry.id] = list
+        for target in list { referrers[target, default: []].insert(entry.id) }
+    }
+
+    private mutating func remove(_ id: EntryID) {
+        for target in targets.removeValue(forKey: id) ?? [] {
+            referrers[target]?.remove(id)
+            if referrers[target]?.isEmpty == true { referrers[target] = nil }
+        }
+    }
+
+    /// True when the state this index describes, changed by `changes` into `desired`, is certainly
+    /// valid; false means "validate the whole state" (it may or may not be valid).
+    ///
+    /// Valid already: every unchanged entry, its kind's rules and its references. So it suffices
+    /// that each created or updated entry passes its kind and references existing entries, that
+    /// no remaining entry references a deleted one, and that no cycle appears — any new cycle runs
+    /// through a created or updated entry, so a search from those finds it.
+    func quickCheck(_ changes: ChangeSet, desired: [EntryID: Entry], kinds: KindTable) -> Bool {
+        var newTargets: [EntryID: [EntryID]] = [:]
+        for entry in changes.creates + changes.updates {
+            guard let kind = kinds.kind(named: entry.kind), kind.validate(entry).isEmpty,
+                let list = Self.resolvedTargets(of: entry, kinds: kinds),
+                list.allSatisfy({ desired[$0] != nil })
+            else { return false }
+            newTargets[entry.id] = list
+        }
+        for entry in changes.deletes {
+            for referrer in referrers[entry.id] ?? [] where desired[referrer] != nil && newTargets[referrer] == nil {
+                return false
+            }
+        }
+        // Depth-first search from the changed entries over the desired graph; an edge back to an
+        // entry on the current path is a cycle.
+        var color: [EntryID: UInt8] = [:]  // 1 on the path, 2 done
+        for start in newTargets.keys where color[start] == nil {
+            var stack: [(id: EntryID, next: Int)] = [(start, 0)]
+            color[start] = 1
+            while let (id, next) = stack.last {
+                let list = newTargets[id] ?? targets[id] ?? []
+                if next < list.count {
+                    stack[stack.count - 1].next += 1
+                    let target = list[next]
+                    switch color[target] {
+                    case 1?: return false
+                    case 2?: continue
+                    default:
+                        color[target] = 1
+                        stack.append((target, 0))
+                    }
+                } else {
+                    color[id] = 2
+                    stack.removeLast()
+                }
+            }
+        }
+        return true
+    }
+
+    /// Brings the index from the old state to the new one.
+    mutating func update(for changes: ChangeSet, kinds: KindTable) {
+        for entry in changes.deletes { remove(entry.id) }
+        for entry in changes.updates { remove(entry.id) }
+        for entry in changes.creates + changes.updates {
+            add(entry, targets: Self.resolvedTargets(of: entry, kinds: kinds) ?? [])
         }
     }
 }

@@ -244,6 +244,34 @@ actor RecordingParticipant: RegistryParticipant {
         }
     }
 
+    @Test func changesToAValidStateAreJudgedExactlyLikeTheWholeState() async throws {
+        // Applies after the first validate only what changed; random edits of a linked graph
+        // (new links, removed targets, cycles, unknown kinds) must be accepted or refused exactly
+        // when validating the whole desired state finds no error or some.
+        let fixture = try RegistryFixture()
+        let kinds = fixture.service.kinds
+        var generator = SplitMix(seed: 11)
+        var accepted = 0, refused = 0
+        for round in 0..<300 {
+            var lines: [String] = []
+            for i in 0..<8 where generator.next() % 4 != 0 {
+                switch generator.next() % 10 {
+                case 0: lines.append("  - {name: n\(i), kind: test.unknown}")
+                case 1...5: lines.append("  - {name: n\(i), kind: test.link, target: n\(generator.next() % 8)}")
+                default: lines.append("  - {name: n\(i), kind: registry.entry}")
+                }
+            }
+            let yaml = "namespace: app\nentries:\n" + lines.joined(separator: "\n") + "\n"
+            let file = RegistryFile.parse(lines.isEmpty ? "namespace: app\nentries: []\n" : yaml, path: "app.yaml")
+            let expected = validate(file.entries, kinds: kinds)
+            let outcome = await fixture.service.apply(LoadResult(files: [file]), context: ApplyContext(source: .admin))
+            #expect(outcome.errors == expected, "round \(round): \(yaml)")
+            if expected.isEmpty { accepted += 1 } else { refused += 1 }
+        }
+        // Both paths were exercised many times.
+        #expect(accepted > 30 && refused > 30, "accepted \(accepted), refused \(refused)")
+    }
+
     @Test func watchDeliversChangesForOneIdOrAPattern() async throws {
         let fixture = try RegistryFixture()
         let one = await fixture.service.watch(Glob("app:db"))
