@@ -38,8 +38,8 @@ let package = Package(
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
-        // Supervisor, HTTPService and SwiftletKit hold no code yet (one comment file each); their
-        // issues fill them. The dependencies below are the direction DESIGN.md fixes.
+        // Supervisor and SwiftletKit hold no code yet (one comment file each); their issues fill
+        // them. The dependencies below are the direction DESIGN.md fixes.
         .target(name: "Registry", dependencies: ["Core", "CSQLite", .product(name: "Yams", package: "Yams")]),
         .target(name: "Supervisor", dependencies: ["Core", "Registry"]),
         .target(name: "HTTPService", dependencies: ["Core", "Registry", "Supervisor", "CHTTPParser"]),
@@ -76,6 +76,7 @@ let package = Package(
         .testTarget(name: "CoreTests", dependencies: ["Core"]),
         .testTarget(name: "ComponentsTests", dependencies: ["Components", "Core", "Registry"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Core"]),
+        .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "Core"]),
     ],
     swiftLanguageModes: [.v6]
 )

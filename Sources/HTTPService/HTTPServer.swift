@@ -1,0 +1,419 @@
+import Core
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// An HTTP/1.1 server over the connections a `StreamListener` accepts.
+///
+/// Contract:
+/// - `run()` accepts connections until the listener closes (or `shutdown()` is called, or its
+///   task is cancelled, which shuts down), then returns once every connection has ended.
+/// - Each connection is served in its own task on the listener's loop (the handler runs there
+///   too unless it hops elsewhere). Requests on one connection are answered one at a time, in
+///   order, so pipelined requests get their responses in order; keep-alive follows HTTP/1.1
+///   (and `Connection: keep-alive` for 1.0).
+/// - Responses get a `Date` header when they lack one, `Content-Length` for byte bodies, and
+///   `Transfer-Encoding: chunked` for streamed bodies to HTTP/1.1 clients (HTTP/1.0 clients get
+///   the stream close-delimited). HEAD, 1xx, 204 and 304 responses carry no body.
+/// - A streamed body stops when the client goes away: the server reads while it streams, and at
+///   end of input or a failed write it ends its iteration of the stream, so the stream's
+///   `onTermination` runs and the producer can stop. A client that half-closes its side while a
+///   stream runs is taken as gone too (bytes it sends meanwhile are kept for the next request).
+/// - A request that breaks a limit or is malformed is answered with `HTTPError.status` and
+///   `Connection: close`, and the connection is closed (after reading what the client still
+///   sends for a moment, so the answer is not lost to a reset).
+/// - `shutdown()` stops accepting, closes connections that wait for a request, lets requests
+///   already handed to the handler finish, ends streamed bodies (with their last chunk), and
+///   returns when no connection is left.
+/// - Timeouts: a connection waiting for its next request is closed after `idleTimeout`; one
+///   whose request head is not complete `headerTimeout` after its first byte is closed too
+///   (slowloris). Not done yet: a 408 answer to those, a timeout for slow bodies or slow
+///   readers of responses, and a limit on the number of connections.
+public actor HTTPServer {
+    public typealias Handler = @Sendable (HTTPRequest) async -> HTTPResponse
+
+    public struct Configuration: Sendable {
+        public var maxHeaderSize = HTTPMessageParser.defaultMaxHeaderSize
+        public var maxBodySize = HTTPMessageParser.defaultMaxBodySize
+        /// From the first byte of a request until its headers are complete.
+        public var headerTimeout: Duration = .seconds(10)
+        /// How long a connection may wait for its next request.
+        public var idleTimeout: Duration = .seconds(60)
+        /// How long a connection being closed after an error is read from before it is closed.
+        public var lingerTimeout: Duration = .seconds(2)
+
+        public init() {}
+    }
+
+    public nonisolated let loop: EventLoop
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+    public nonisolated let configuration: Configuration
+
+    private let listener: StreamListener
+    private let handler: Handler
+    private var connections: [Int: Connection] = [:]
+    private var nextID = 0
+    private var shuttingDown = false
+    private var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    private var ticker: LoopTimer?
+    private var cachedDate: (second: Int, text: String) = (0, "")
+
+    private enum Phase { case waiting, responding, streaming }
+
+    private struct Connection {
+        let channel: StreamChannel
+        var task: Task<Void, Never>?
+        var phase = Phase.waiting
+        var deadline: ContinuousClock.Instant?
+        var writer: Task<StreamOutcome, Never>?
+    }
+
+    private enum StreamOutcome { case finished, stopped }
+
+    public init(listener: StreamListener, configuration: Configuration = Configuration(),
+                handler: @escaping Handler) {
+        self.loop = listener.loop
+        self.listener = listener
+        self.configuration = configuration
+        self.handler = handler
+    }
+
+    /// The number of open connections.
+    public var connectionCount: Int { connections.count }
+
+    /// Serves until the listener closes; see the type's contract.
+    public func run() async {
+        startTicker()
+        while !shuttingDown {
+            let channel: StreamChannel
+            do {
+                channel = try await listener.accept()
+            } catch {
+                if Task.isCancelled { beginShutdown() }
+                break
+            }
+            if shuttingDown {
+                await channel.close()
+                break
+            }
+            let id = nextID
+            nextID += 1
+            connections[id] = Connection(channel: channel, deadline: .now + configuration.idleTimeout)
+            connections[id]?.task = Task(executorPreference: loop) { await self.serve(channel, id: id) }
+        }
+        await waitForConnections()
+        await ticker?.close()
+        ticker = nil
+    }
+
+    /// Stops the server; see the type's contract. With a `gracePeriod`, connections still open
+    /// after it are closed and their tasks cancelled (a handler sees the cancellation).
+    public func shutdown(gracePeriod: Duration? = nil) async {
+        beginShutdown()
+        if let gracePeriod, !connections.isEmpty {
+            let force = Task(executorPreference: loop) {
+                try? await self.loop.sleep(for: gracePeriod)
+                if !Task.isCancelled { await self.closeAll() }
+            }
+            await waitForConnections()
+            force.cancel()
+        } else {
+            await waitForConnections()
+        }
+    }
+
+    private func beginShutdown() {
+        guard !shuttingDown else { return }
+        shuttingDown = true
+        listener.assumeIsolated { $0.close() }
+        for connection in connections.values {
+            switch connection.phase {
+            case .waiting: connection.channel.assumeIsolated { $0.close() }
+            case .streaming: connection.writer?.cancel()
+            case .responding: break  // closes once its response is written
+            }
+        }
+    }
+
+    private func closeAll() {
+        for connection in connections.values {
+            connection.writer?.cancel()
+            connection.task?.cancel()
+            connection.channel.assumeIsolated { $0.close() }
+        }
+    }
+
+    private func waitForConnections() async {
+        if connections.isEmpty { return }
+        await withCheckedContinuation { drainWaiters.append($0) }
+    }
+
+    private func remove(_ id: Int) {
+        connections[id] = nil
+        if connections.isEmpty {
+            for waiter in drainWaiters { waiter.resume() }
+            drainWaiters.removeAll()
+        }
+    }
+
+    // MARK: Deadlines
+
+    /// One timer for the whole server checks every connection's deadline, so arming and
+    /// clearing a timeout per request is a plain assignment.
+    private func startTicker() {
+        guard ticker == nil else { return }
+        let timeouts = [configuration.headerTimeout, configuration.idleTimeout, configuration.lingerTimeout]
+        let tick = max(.milliseconds(10), min(.seconds(1), timeouts.min()! / 4))
+        let timer = LoopTimer(loop: loop)
+        ticker = timer
+        timer.assumeIsolated { timer in
+            try? timer.start(after: tick, repeating: tick) { [weak self] in
+                self?.assumeIsolated { $0.expireDeadlines() }
+            }
+        }
+    }
+
+    private func expireDeadlines() {
+        let now = ContinuousClock.now
+        for (id, connection) in connections {
+            guard let deadline = connection.deadline, deadline <= now else { continue }
+            connections[id]?.deadline = nil
+            connection.channel.assumeIsolated { $0.close() }
+        }
+    }
+
+    private func setDeadline(_ id: Int, after duration: Duration?) {
+        connections[id]?.deadline = duration.map { .now + $0 }
+    }
+
+    // MARK: One connection
+
+    private func serve(_ channel: StreamChannel, id: Int) async {
+        let parser = HTTPMessageParser(kind: .request, maxHeaderSize: configuration.maxHeaderSize,
+                                       maxBodySize: configuration.maxBodySize)
+        var request: HTTPRequest?
+        var peerClosed = false
+        var closeGently = false
+        serving: while true {
+            let parts: [HTTPMessageParser.Part]
+            do {
+                parts = try parser.next()
+            } catch {
+                await refuse(error, on: channel)
+                closeGently = true
+                break serving
+            }
+            if parts.isEmpty {
+                let startsRequest = !parser.isInMessage && parser.bufferedByteCount == 0
+                do {
+                    guard let bytes = try await channel.read() else {
+                        peerClosed = true
+                        break serving
+                    }
+                    if startsRequest && connections[id]?.phase == .waiting {
+                        setDeadline(id, after: configuration.headerTimeout)
+                    }
+                    parser.append(bytes)
+                } catch {
+                    peerClosed = true  // closed by a deadline or shutdown, or reset by the peer
+                    break serving
+                }
+                continue
+            }
+            for part in parts {
+                switch part {
+                case .requestHead(let head):
+                    request = head
+                    // The head is complete; a body is not timed (see the type's contract).
+                    setDeadline(id, after: nil)
+                    if head.version == .http1_1, head.headers.hasToken("100-continue", in: "Expect"),
+                       parser.isInMessage {
+                        try? await channel.write(HTTPWire.continueResponse)
+                    }
+                case .body(let bytes):
+                    request?.body += bytes
+                case .end:
+                    guard let complete = request, !shuttingDown else { break serving }
+                    request = nil
+                    connections[id]?.phase = .responding
+                    let response = await handler(complete)
+                    switch await respond(response, to: complete, on: channel, id: id, parser: parser) {
+                    case .keepOpen:
+                        connections[id]?.phase = .waiting
+                        // Bytes of the next request already here start its header clock now.
+                        setDeadline(id, after: parser.bufferedByteCount > 0 ? configuration.headerTimeout
+                                                                            : configuration.idleTimeout)
+                    case .close:
+                        closeGently = true
+                        break serving
+                    case .peerGone:
+                        peerClosed = true
+                        break serving
+                    }
+                    if shuttingDown {
+                        closeGently = true
+                        break serving
+                    }
+                case .responseHead:
+                    break  // a request parser never produces one
+                }
+            }
+        }
+        if closeGently && !peerClosed { await linger(on: channel, id: id) }
+        await channel.close()
+        remove(id)
+    }
+
+    /// Half-closes, then reads and drops what the client still sends until it closes or the
+    /// linger timeout passes. Closing at once with unread input would send a reset, which can
+    /// destroy the response in flight before the client has read it.
+    private func linger(on channel: StreamChannel, id: Int) async {
+        connections[id]?.phase = .waiting
+        setDeadline(id, after: configuration.lingerTimeout)
+        if shuttingDown { return }
+        do {
+            try await channel.shutdownWrite()
+            while try await channel.read() != nil {}
+        } catch {}
+    }
+
+    private enum Disposition { case keepOpen, close, peerGone }
+
+    private func refuse(_ error: HTTPError, on channel: StreamChannel) async {
+        let body = Array((error.message + "\n").utf8)
+        let headers: HTTPHeaders = [
+            "Date": date(), "Content-Type": "text/plain; charset=utf-8",
+            "Content-Length": String(body.count), "Connection": "close",
+        ]
+        let head = HTTPWire.responseHead(status: error.status, reason: HTTPResponse.reasonPhrase(for: error.status),
+                                         headers: headers)
+        try? await channel.write(head + body)
+    }
+
+    private func respond(_ response: HTTPResponse, to request: HTTPRequest, on channel: StreamChannel,
+                         id: Int, parser: HTTPMessageParser) async -> Disposition {
+        let status = response.status
+        let bodyless = request.method == "HEAD" || (100..<200).contains(status) || status == 204 || status == 304
+        var close = !request.keepAlive || shuttingDown || response.headers.hasToken("close", in: "Connection")
+        var headers = response.headers
+        headers.remove("Content-Length")
+        headers.remove("Transfer-Encoding")
+        headers.remove("Connection")
+        if !headers.contains("Date") { headers.add("Date", date()) }
+
+        switch response.body {
+        case .bytes(let bytes):
+            if !((100..<200).contains(status) || status == 204 || status == 304) {
+                headers.add("Content-Length", String(bytes.count))
+            }
+            addConnection(&headers, close: close, version: request.version)
+            var out = HTTPWire.responseHead(status: status, reason: response.reason, headers: headers)
+            if !bodyless { out += bytes }
+            do { try await channel.write(out) } catch { return .peerGone }
+            return close ? .close : .keepOpen
+
+        case .stream(let stream):
+            let chunked = request.version.minor >= 1
+            if chunked {
+                if !((100..<200).contains(status) || status == 204 || status == 304) {
+                    headers.add("Transfer-Encoding", "chunked")
+                }
+            } else if !bodyless {
+                close = true  // an HTTP/1.0 client reads to the end of the connection
+            }
+            addConnection(&headers, close: close, version: request.version)
+            let head = HTTPWire.responseHead(status: status, reason: response.reason, headers: headers)
+            if bodyless {
+                Self.abandon(stream)
+                do { try await channel.write(head) } catch { return .peerGone }
+                return close ? .close : .keepOpen
+            }
+            do {
+                try await channel.write(head)
+            } catch {
+                Self.abandon(stream)
+                return .peerGone
+            }
+            let (outcome, ahead, peerGone) = await sendStream(stream, on: channel, id: id, chunked: chunked)
+            parser.append(ahead)
+            if peerGone { return .peerGone }
+            if chunked {
+                do { try await channel.write(HTTPWire.lastChunk) } catch { return .peerGone }
+            }
+            return close || !chunked || outcome == .stopped ? .close : .keepOpen
+        }
+    }
+
+    private func addConnection(_ headers: inout HTTPHeaders, close: Bool, version: HTTPVersion) {
+        if close {
+            headers.add("Connection", "close")
+        } else if version == .http1_0 {
+            headers.add("Connection", "keep-alive")
+        }
+    }
+
+    /// Sends the stream's chunks while watching the client: returns how the stream ended, the
+    /// bytes the client sent meanwhile, and whether it went away.
+    private func sendStream(_ body: AsyncStream<[UInt8]>, on channel: StreamChannel, id: Int,
+                        chunked: Bool) async -> (StreamOutcome, [UInt8], Bool) {
+        let writer = Task(executorPreference: loop) { () -> StreamOutcome in
+            do {
+                // Iteration ends (nil) when this task is cancelled, which runs the stream's onTermination.
+                for await chunk in body where !chunk.isEmpty {
+                    try await channel.write(chunked ? HTTPWire.chunk(chunk) : chunk)
+                }
+            } catch {
+                return .stopped
+            }
+            return Task.isCancelled ? .stopped : .finished
+        }
+        connections[id]?.phase = .streaming
+        connections[id]?.writer = writer
+        if shuttingDown { writer.cancel() }
+        let watcher = Task(executorPreference: loop) { () -> ([UInt8], Bool) in
+            var ahead: [UInt8] = []
+            // Bounded: past this, the client is not read until the stream ends.
+            while ahead.count < 64 * 1024 {
+                do {
+                    guard let bytes = try await channel.read() else {
+                        writer.cancel()
+                        return (ahead, true)
+                    }
+                    ahead += bytes
+                } catch is CancellationError {
+                    return (ahead, false)
+                } catch {
+                    writer.cancel()
+                    return (ahead, true)
+                }
+            }
+            return (ahead, false)
+        }
+        let outcome = await writer.value
+        watcher.cancel()
+        let (ahead, peerGone) = await watcher.value
+        connections[id]?.writer = nil
+        connections[id]?.phase = .responding
+        // A write that failed, or a cancellation that came before iteration began, leaves the
+        // stream unterminated; this ends it so the producer hears of it either way.
+        if outcome == .stopped { Self.abandon(body) }
+        return (outcome, ahead, peerGone)
+    }
+
+    /// Ends a stream nobody will read: a next() in a cancelled task terminates it, which runs
+    /// its onTermination. Harmless on a stream that has already ended.
+    private static func abandon(_ stream: AsyncStream<[UInt8]>) {
+        let reader = Task {
+            var iterator = stream.makeAsyncIterator()
+            _ = await iterator.next()
+        }
+        reader.cancel()
+    }
+
+    private func date() -> String {
+        let now = Int(time(nil))
+        if now != cachedDate.second { cachedDate = (now, HTTPWire.date(now)) }
+        return cachedDate.text
+    }
+}

@@ -1,0 +1,288 @@
+import Core
+import HTTPService
+import Testing
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Answers with what it received: `METHOD target body`.
+private let echo: HTTPServer.Handler = { request in
+    .text("\(request.method) \(request.target) \(text(request.body))")
+}
+
+private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
+    HTTPRequest(method: "GET", target: target, headers: headers)
+}
+
+@Suite struct HTTPServerTests {
+    @Test func pipelinedRequestsInOneWriteAreAnsweredInOrder() async throws {
+        try await withServer(handler: echo) { harness in
+            let answers = try await exchange("""
+                GET /one HTTP/1.1\r
+                Host: x\r
+                \r
+                POST /two HTTP/1.1\r
+                Host: x\r
+                Content-Length: 3\r
+                \r
+                abcPUT /three HTTP/1.1\r
+                Host: x\r
+                Connection: close\r
+                Content-Length: 0\r
+                \r
+
+                """, with: harness)
+            #expect(answers.map { text($0.body) } == ["GET /one ", "POST /two abc", "PUT /three "])
+            #expect(answers.map(\.status) == [200, 200, 200])
+            #expect(answers.allSatisfy { $0.head.headers["Date"]?.hasSuffix(" GMT") == true })
+            #expect(answers[0].head.headers["Content-Length"] == "9")
+            #expect(answers[2].head.headers["Connection"] == "close")
+        }
+    }
+
+    @Test func chunkedRequestWrittenByteByByteIsAnswered() async throws {
+        try await withServer(handler: echo) { harness in
+            let channel = try await harness.connect()
+            let request = "POST /up HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+                + "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"
+            for byte in bytes(request) { try await channel.write([byte]) }
+            let answer = try await readResponse(from: channel)
+            #expect(text(answer.body) == "POST /up hello world")
+            #expect(answer.head.keepAlive)
+            await channel.close()
+        }
+    }
+
+    @Test func keepAliveCarriesTwoRequestsOnOneConnection() async throws {
+        let recorder = Recorder()
+        try await withServer(handler: { request in
+            await recorder.record(request)
+            return .json(#"{"n":\#(await recorder.requests.count)}"#)
+        }) { harness in
+            let channel = try await harness.connect()
+            let first = try await HTTPClient.send(get("/a"), over: channel)
+            let second = try await HTTPClient.send(
+                HTTPRequest(method: "POST", target: "/b", body: bytes("{}")), over: channel)
+            #expect(text(first.bodyBytes) == #"{"n":1}"#)
+            #expect(text(second.bodyBytes) == #"{"n":2}"#)
+            #expect(second.headers["content-type"] == "application/json")
+            #expect(await harness.server.connectionCount == 1)
+            #expect(await recorder.requests.map(\.target) == ["/a", "/b"])
+            #expect(await recorder.requests.last?.body == bytes("{}"))
+            await channel.close()
+        }
+    }
+
+    @Test(arguments: [
+        RequestCase(name: "17 KiB of headers",
+                    request: "GET / HTTP/1.1\r\nHost: x\r\nX-Big: \(String(repeating: "b", count: 17 * 1024))\r\n\r\n", status: 431),
+        RequestCase(name: "declared body over the limit",
+                    request: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 4096\r\n\r\n", status: 413),
+        RequestCase(name: "chunked body over the limit",
+                    request: "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n800\r\n"
+                        + String(repeating: "c", count: 2048) + "\r\n0\r\n\r\n", status: 413),
+        RequestCase(name: "Content-Length and Transfer-Encoding",
+                    request: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+        RequestCase(name: "two Content-Lengths",
+                    request: "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 3\r\nContent-Length: 30\r\n\r\nabc"),
+        RequestCase(name: "not HTTP", request: "NOT HTTP AT ALL\r\n\r\n"),
+        RequestCase(name: "HTTP/3.0", request: "GET / HTTP/3.0\r\nHost: x\r\n\r\n", status: 505),
+    ])
+    func refusedRequestGetsItsStatusAndTheConnectionCloses(_ test: RequestCase) async throws {
+        let recorder = Recorder()
+        var configuration = HTTPServer.Configuration()
+        configuration.maxBodySize = 1024
+        try await withServer(configuration, handler: { request in
+            await recorder.record(request)
+            return .text("handled")
+        }) { harness in
+            // exchange returns only once the server has closed the connection.
+            let answers = try await exchange(test.request, with: harness)
+            #expect(answers.map(\.status) == [test.status])
+            #expect(answers.first?.head.headers["Connection"] == "close")
+            #expect(await recorder.requests.isEmpty)
+        }
+    }
+
+    @Test func requestsBeforeARefusedOneAreAnsweredFirst() async throws {
+        try await withServer(handler: echo) { harness in
+            let answers = try await exchange("GET /fine HTTP/1.1\r\nHost: x\r\n\r\nGET / HTTP/1.1\r\n\r\n", with: harness)
+            #expect(answers.map(\.status) == [200, 400])
+        }
+    }
+
+    @Test func streamedResponseIsReadIncrementallyByTheClient() async throws {
+        let body = ControlledStream()
+        try await withServer(handler: { _ in HTTPResponse(status: 200, body: .stream(body.stream)) }) { harness in
+            let channel = try await harness.connect()
+            let response = try await HTTPClient.stream(get("/stream"), over: channel)
+            #expect(response.head.status == 200)
+            #expect(response.head.headers["Transfer-Encoding"] == "chunked")
+            var chunks = response.body.makeAsyncIterator()
+            // Each chunk arrives before the next one even exists.
+            body.feed.yield(bytes("first"))
+            #expect(try await read(5, from: &chunks) == bytes("first"))
+            body.feed.yield(bytes("second"))
+            #expect(try await read(6, from: &chunks) == bytes("second"))
+            body.feed.finish()
+            #expect(try await chunks.next() == nil)
+            // The connection stays usable after the stream's last chunk.
+            let after = try await HTTPClient.send(get("/after"), over: channel)
+            #expect(after.status == 200)
+            await channel.close()
+        }
+    }
+
+    @Test func clientDisconnectDuringAStreamEndsTheHandlersStream() async throws {
+        let body = ControlledStream()
+        try await withServer(handler: { _ in HTTPResponse(status: 200, body: .stream(body.stream)) }) { harness in
+            let channel = try await harness.connect()
+            let response = try await HTTPClient.stream(get("/events"), over: channel)
+            var chunks = response.body.makeAsyncIterator()
+            body.feed.yield(bytes("tick"))
+            #expect(try await read(4, from: &chunks) == bytes("tick"))
+            await channel.close()
+            // Nothing more is produced: only the server seeing the close can end the stream.
+            await body.waitForTermination()
+        }
+    }
+
+    @Test func serverSentEventsArriveAsSentAndStopWhenTheClientLeaves() async throws {
+        let (events, feed) = AsyncStream.makeStream(of: ServerSentEvent.self)
+        let (ended, endedSignal) = AsyncStream.makeStream(of: Void.self)
+        feed.onTermination = { _ in endedSignal.finish() }
+        try await withServer(handler: { _ in .serverSentEvents(events) }) { harness in
+            let channel = try await harness.connect()
+            let response = try await HTTPClient.stream(get("/events"), over: channel)
+            #expect(response.head.headers["Content-Type"] == "text/event-stream")
+            var parser = SSEParser()
+            var received: [ServerSentEvent] = []
+            let sent = [ServerSentEvent(event: "registry.version.committed", data: #"{"version":1}"#, id: "1"),
+                        ServerSentEvent(data: "second")]
+            for event in sent { feed.yield(event) }
+            for try await chunk in response.body {
+                received += parser.feed(chunk)
+                if received.count == sent.count { break }
+            }
+            #expect(received == sent)
+            await channel.close()
+            for await _ in ended {}
+        }
+    }
+
+    @Test func shutdownWithAnIdleConnectionOpenFinishesPromptly() async throws {
+        let loop = EventLoop(name: "http-shutdown")
+        let folder = "/tmp/roost-http-shutdown-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        mkdir(folder, 0o700)
+        let listener = try await StreamListener.unix(on: loop, path: folder + "/http.sock")
+        let server = HTTPServer(listener: listener, handler: echo)
+        let running = Task { await server.run() }
+        let channel = try await StreamChannel.connect(on: loop, unixPath: folder + "/http.sock")
+        let answer = try await HTTPClient.send(get("/"), over: channel)
+        #expect(answer.status == 200)
+        let started = ContinuousClock.now
+        try await withHangGuard {
+            await server.shutdown()
+            await running.value
+        }
+        // The idle timeout is 60 s; the shutdown must not wait for it.
+        #expect(ContinuousClock.now - started < .seconds(5))
+        #expect(try await channel.read() == nil)
+        #expect(await server.connectionCount == 0)
+        await channel.close()
+        await loop.shutdownGracefully()
+        rmdir(folder)
+    }
+
+    @Test func shutdownEndsAStreamedResponseWithItsLastChunk() async throws {
+        let body = ControlledStream()
+        try await withServer(handler: { _ in HTTPResponse(status: 200, body: .stream(body.stream)) }) { harness in
+            let channel = try await harness.connect()
+            let response = try await HTTPClient.stream(get("/events"), over: channel)
+            var chunks = response.body.makeAsyncIterator()
+            body.feed.yield(bytes("tick"))
+            #expect(try await read(4, from: &chunks) == bytes("tick"))
+            await harness.server.shutdown()
+            await body.waitForTermination()
+            // A clean end: the body finishes without an error.
+            #expect(try await chunks.next() == nil)
+            await channel.close()
+        }
+    }
+
+    @Test func idleConnectionIsClosedAfterTheIdleTimeout() async throws {
+        var configuration = HTTPServer.Configuration()
+        configuration.idleTimeout = .milliseconds(100)
+        try await withServer(configuration, handler: echo) { harness in
+            let channel = try await harness.connect()
+            #expect(try await channel.read() == nil)
+            await channel.close()
+        }
+    }
+
+    @Test func slowRequestHeadIsClosedAfterTheHeaderTimeout() async throws {
+        var configuration = HTTPServer.Configuration()
+        configuration.headerTimeout = .milliseconds(100)
+        try await withServer(configuration, handler: echo) { harness in
+            let channel = try await harness.connect()
+            try await channel.write(bytes("GET / HTTP/1.1\r\nHost: x\r\n"))
+            #expect(try await channel.read() == nil)
+            await channel.close()
+        }
+    }
+
+    @Test func headResponseHasHeadersButNoBody() async throws {
+        try await withServer(handler: echo) { harness in
+            let channel = try await harness.connect()
+            let head = try await HTTPClient.send(HTTPRequest(method: "HEAD", target: "/x"), over: channel)
+            #expect(head.headers["Content-Length"] == "8")
+            #expect(head.bodyBytes.isEmpty)
+            // Had a body been sent, this answer would be read as garbage.
+            let get = try await HTTPClient.send(get("/x"), over: channel)
+            #expect(text(get.bodyBytes) == "GET /x ")
+            await channel.close()
+        }
+    }
+
+    @Test func http10ClientGetsAStreamDelimitedByClose() async throws {
+        try await withServer(handler: { _ in
+            let (stream, feed) = AsyncStream.makeStream(of: [UInt8].self)
+            feed.yield(bytes("ab"))
+            feed.yield(bytes("cd"))
+            feed.finish()
+            return HTTPResponse(status: 200, body: .stream(stream))
+        }) { harness in
+            let answers = try await exchange("GET / HTTP/1.0\r\n\r\n", with: harness)
+            #expect(answers.count == 1)
+            #expect(text(answers[0].body) == "abcd")
+            #expect(answers[0].head.headers["Transfer-Encoding"] == nil)
+        }
+    }
+
+    @Test func expectContinueGetsTheInterimAnswerBeforeTheBodyIsSent() async throws {
+        try await withServer(handler: echo) { harness in
+            let channel = try await harness.connect()
+            try await channel.write(bytes("PUT /f HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"))
+            let interim = try await readResponse(from: channel)
+            #expect(interim.status == 100)
+            try await channel.write(bytes("data"))
+            let answer = try await readResponse(from: channel)
+            #expect(text(answer.body) == "PUT /f data")
+            await channel.close()
+        }
+    }
+
+    @Test func handlerHeadersCannotSplitTheResponse() async throws {
+        try await withServer(handler: { _ in
+            HTTPResponse(status: 200, headers: ["X-Ok": "yes", "X-Evil": "a\r\nSet-Cookie: stolen"],
+                         body: .bytes(bytes("body")))
+        }) { harness in
+            let answers = try await exchange("GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n", with: harness)
+            #expect(answers.count == 1)
+            #expect(answers[0].head.headers["X-Ok"] == "yes")
+            #expect(answers[0].head.headers["X-Evil"] == nil)
+            #expect(answers[0].head.headers["Set-Cookie"] == nil)
+        }
+    }
+}
