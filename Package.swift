@@ -57,6 +57,7 @@ let package = Package(
                 "Core",
                 "Components",
                 "Registry",
+                "HTTPService",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -74,7 +75,7 @@ let package = Package(
             path: "bench/CoreBench"
         ),
         .testTarget(name: "CoreTests", dependencies: ["Core"]),
-        .testTarget(name: "ComponentsTests", dependencies: ["Components", "Core", "Registry"]),
+        .testTarget(name: "ComponentsTests", dependencies: ["Components", "Core", "Registry", "HTTPService"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Core"]),
         .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "Core"]),
     ],

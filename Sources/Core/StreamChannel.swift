@@ -13,6 +13,13 @@ struct UnsafeStream: @unchecked Sendable {
 }
 
 /// An IP address and port, as text (`127.0.0.1`, `::1`).
+/// The process at the other end of a unix socket.
+public struct PeerCredentials: Sendable, Hashable {
+    public let pid: Int32
+    public let uid: UInt32
+    public let gid: UInt32
+}
+
 public struct SocketAddress: Sendable, Hashable, CustomStringConvertible {
     public let host: String
     public let port: Int
@@ -135,6 +142,20 @@ public actor StreamChannel {
     /// Bytes handed to `write` that have not reached the kernel yet.
     public var unsentByteCount: Int { queuedWrites }
     public var limits: (read: Int, write: Int) { (readLimit, writeLimit) }
+
+    /// Who is at the other end of a unix socket, as the kernel saw it at connect time
+    /// (`SO_PEERCRED`); nil for other kinds of stream, or once closed.
+    public func peerCredentials() -> PeerCredentials? {
+        guard kind == .unix, let handle else { return nil }
+        var fd: uv_os_fd_t = -1
+        guard uv_fileno(UnsafeRawPointer(handle).assumingMemoryBound(to: uv_handle_t.self), &fd) == 0 else { return nil }
+        // `struct ucred` (pid, uid, gid: three 32-bit fields) is hidden behind _GNU_SOURCE in
+        // glibc's headers, so it is read as three words.
+        var words: (UInt32, UInt32, UInt32) = (0, 0, 0)
+        var length = socklen_t(MemoryLayout<(UInt32, UInt32, UInt32)>.size)
+        guard getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &words, &length) == 0, length == 12 else { return nil }
+        return PeerCredentials(pid: Int32(bitPattern: words.0), uid: words.1, gid: words.2)
+    }
 
     // MARK: Reading
 

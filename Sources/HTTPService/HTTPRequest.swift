@@ -1,3 +1,5 @@
+import Core
+
 /// An HTTP protocol version as sent on the wire (`HTTP/1.1`).
 public struct HTTPVersion: Sendable, Hashable, CustomStringConvertible {
     public var major: Int
@@ -24,6 +26,8 @@ public struct HTTPRequest: Sendable {
     public var headers: HTTPHeaders
     public var body: [UInt8]
     public var keepAlive: Bool
+    /// The client process, when the request came over a unix socket (set by `HTTPServer`).
+    public var peer: PeerCredentials?
 
     public init(method: String, target: String, version: HTTPVersion = .http1_1,
                 headers: HTTPHeaders = [:], body: [UInt8] = [], keepAlive: Bool = true) {

@@ -193,6 +193,7 @@ public actor HTTPServer {
         let parser = HTTPMessageParser(kind: .request, maxHeaderSize: configuration.maxHeaderSize,
                                        maxBodySize: configuration.maxBodySize)
         var request: HTTPRequest?
+        let peer = await channel.peerCredentials()
         var peerClosed = false
         var closeGently = false
         serving: while true {
@@ -225,6 +226,7 @@ public actor HTTPServer {
                 switch part {
                 case .requestHead(let head):
                     request = head
+                    request?.peer = peer
                     // The head is complete; a body is not timed (see the type's contract).
                     setDeadline(id, after: nil)
                     if head.version == .http1_1, head.headers.hasToken("100-continue", in: "Expect"),

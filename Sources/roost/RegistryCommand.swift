@@ -5,8 +5,12 @@ import Registry
 struct RegistryCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "registry",
-        abstract: "Check and inspect registry folders.",
-        subcommands: [RegistryValidateCommand.self]
+        abstract: "Check registry folders; inspect, roll back and apply the running host's registry.",
+        subcommands: [
+            RegistryValidateCommand.self, RegistryListCommand.self, RegistryShowCommand.self,
+            RegistryHistoryCommand.self, RegistryDiffCommand.self, RegistryRollbackCommand.self,
+            RegistryApplyCommand.self,
+        ]
     )
 }
 

@@ -1,0 +1,269 @@
+import Core
+import HTTPService
+import Registry
+
+/// The admin API's requests and answers (documented in docs/ADMIN-API.md): registry reads,
+/// history, diff, rollback, apply, the live event stream, and health.
+///
+/// Every answer is JSON (`{"error": {"code", "message"}}` for a failure) except `/v1/events`,
+/// which is a Server-Sent Events stream. The handler never throws: a bad request gets a 4xx
+/// answer saying what is wrong.
+public struct AdminAPI: Sendable {
+    public let registry: RegistryService
+    public let reloader: RegistryReloader
+    public let bus: EventBus
+
+    public init(registry: RegistryService, reloader: RegistryReloader, bus: EventBus) {
+        self.registry = registry
+        self.reloader = reloader
+        self.bus = bus
+    }
+
+    /// Answers one request; `user` is the caller's user id where the socket knows it.
+    public func handle(_ request: HTTPRequest, user: String?) async -> HTTPResponse {
+        let path = request.path
+        let segments = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        let query = request.queryItems
+        do {
+            let route = segments.joined(separator: "/")
+            let entryRoute = segments.count == 4 && segments.prefix(3) == ["v1", "registry", "entries"]
+            let allowed: String
+            switch route {
+            case "healthz", "v1/registry", "v1/registry/entries", "v1/registry/versions", "v1/registry/diff", "v1/events":
+                allowed = "GET"
+            case "v1/registry/rollback", "v1/registry/apply":
+                allowed = "POST"
+            default:
+                guard entryRoute else { throw AdminError(404, "not_found", "no admin endpoint \(path)") }
+                allowed = "GET"
+            }
+            guard request.method == allowed else {
+                throw AdminError(405, "method_not_allowed", "\(request.method) is not allowed on \(path); use \(allowed)")
+            }
+            switch route {
+            case "healthz":
+                return .json(["status": "ok"])
+            case "v1/registry":
+                let finder = await registry.finder()
+                return .json(["version": .int(Int64(finder.version)), "entries": .int(Int64(finder.count))])
+            case "v1/registry/entries": return try await listEntries(query)
+            case "v1/registry/versions": return try await versions(query)
+            case "v1/registry/diff": return try await diff(query)
+            case "v1/registry/rollback": return try await rollback(request.body, user: user)
+            case "v1/registry/apply": return try await apply(request.body, user: user)
+            case "v1/events": return try events(query)
+            default: return try await showEntry(segments[3], query)
+            }
+        } catch let error as AdminError {
+            return error.response
+        } catch let error as RegistryError {
+            return AdminError(error.code == .unknownVersion ? 404 : 500, error.code.rawValue, error.description).response
+        } catch {
+            return AdminError(500, "internal", "\(error)").response
+        }
+    }
+
+    // MARK: - Registry reads
+
+    private func listEntries(_ query: [(name: String, value: String)]) async throws -> HTTPResponse {
+        var entryQuery = EntryQuery()
+        for (name, value) in query {
+            switch name {
+            case "kind": entryQuery.kind = Glob(value)
+            case "namespace": entryQuery.namespace = value
+            case "id": entryQuery.id = Glob(value)
+            case "meta":
+                guard let equals = value.firstIndex(of: "=") else {
+                    throw AdminError(400, "bad_query", "meta must be key=value, got '\(value)'")
+                }
+                entryQuery.meta[String(value[..<equals])] = String(value[value.index(after: equals)...])
+            default:
+                throw AdminError(400, "bad_query", "unknown query parameter '\(name)' (kind, namespace, id, meta)")
+            }
+        }
+        let finder = await registry.finder()
+        return .json([
+            "version": .int(Int64(finder.version)),
+            "entries": .array(finder.find(entryQuery).map(\.json)),
+        ])
+    }
+
+    private func showEntry(_ text: String, _ query: [(name: String, value: String)]) async throws -> HTTPResponse {
+        let id = try Self.entryID(text)
+        let (version, state) = try await stateAt(Self.optionalVersion(query, "version"))
+        guard let entry = state[id] else {
+            throw AdminError(404, "no_entry", "there is no entry \(id) in version \(version)")
+        }
+        return .json(["version": .int(Int64(version)), "entry": entry.json])
+    }
+
+    private func versions(_ query: [(name: String, value: String)]) async throws -> HTTPResponse {
+        let history = registry.history
+        if let text = query.first(where: { $0.name == "entry" })?.value {
+            let id = try Self.entryID(text)
+            let rows = try await Self.offLoop { try history.history(of: id) }
+            return .json([
+                "entry": .string(id.description),
+                "versions": .array(rows.map { row in
+                    guard case .object(var object) = row.version.json else { return row.version.json }
+                    object["operation"] = .string(row.operation.rawValue)
+                    return .object(object)
+                }),
+            ])
+        }
+        let all = try await Self.offLoop { try history.versions() }
+        return .json(["versions": .array(all.map(\.json))])
+    }
+
+    private func diff(_ query: [(name: String, value: String)]) async throws -> HTTPResponse {
+        guard let from = try Self.optionalVersion(query, "from"), let to = try Self.optionalVersion(query, "to") else {
+            throw AdminError(400, "bad_query", "diff needs from=V1 and to=V2")
+        }
+        let history = registry.history
+        let (before, after) = try await Self.offLoop { (try history.state(at: from), try history.state(at: to)) }
+        return .json(RegistryDiff.json(from: from, to: to, before: before, after: after))
+    }
+
+    /// The state at `version` (the current one when nil), with its number.
+    private func stateAt(_ version: Int?) async throws -> (Int, [EntryID: Entry]) {
+        guard let version else {
+            let finder = await registry.finder()
+            return (finder.version, await registry.entries())
+        }
+        let history = registry.history
+        return (version, try await Self.offLoop { try history.state(at: version) })
+    }
+
+    // MARK: - Changes
+
+    private func rollback(_ body: [UInt8], user: String?) async throws -> HTTPResponse {
+        let object = try Self.bodyObject(body)
+        guard let version = object["version"]?.intValue else {
+            throw AdminError(400, "bad_body", "rollback needs {\"version\": V}")
+        }
+        let context = ApplyContext(source: .rollback, message: object["message"]?.stringValue, user: user)
+        return Self.outcomeResponse(await registry.rollback(to: Int(version), context: context))
+    }
+
+    private func apply(_ body: [UInt8], user: String?) async throws -> HTTPResponse {
+        let object = try Self.bodyObject(body)
+        let context = ApplyContext(source: .admin, message: object["message"]?.stringValue, user: user)
+        return Self.outcomeResponse(await reloader.reload(context))
+    }
+
+    static func outcomeResponse(_ outcome: ApplyOutcome) -> HTTPResponse {
+        switch outcome {
+        case .committed(let version, _):
+            return .json(["outcome": "committed", "version": version.json])
+        case .unchanged(let number):
+            return .json(["outcome": "unchanged", "version": ["version": .int(Int64(number))]])
+        case .rejected(let errors):
+            if errors.count == 1, errors[0].code == .unknownVersion {
+                return AdminError(404, errors[0].code.rawValue, errors[0].message).response
+            }
+            return .json(status: 422, ["outcome": "rejected", "errors": .array(errors.map(\.json))])
+        }
+    }
+
+    // MARK: - Events
+
+    private func events(_ query: [(name: String, value: String)]) throws -> HTTPResponse {
+        var patterns: [TopicPattern] = []
+        for (name, value) in query {
+            guard name == "pattern" else {
+                throw AdminError(400, "bad_query", "unknown query parameter '\(name)' (pattern)")
+            }
+            do {
+                patterns.append(try TopicPattern(value))
+            } catch {
+                throw AdminError(400, "bad_pattern", "\(error)")
+            }
+        }
+        if patterns.isEmpty { patterns = [try! TopicPattern("**")] }
+        let subscription = bus.subscribe(patterns, name: "admin.events")
+        let (events, continuation) = AsyncStream.makeStream(of: ServerSentEvent.self)
+        let forward = Task {
+            for await event in subscription {
+                continuation.yield(ServerSentEvent(event: event.topic, data: event.json.encoded(), id: String(event.seq)))
+            }
+            continuation.finish()
+        }
+        continuation.onTermination = { _ in forward.cancel() }
+        return .serverSentEvents(events)
+    }
+
+    // MARK: - Parsing
+
+    static func entryID(_ text: String) throws -> EntryID {
+        guard let id = EntryID(HTTPRequest.percentDecoded(text)) else {
+            throw AdminError(400, "bad_id", "'\(text)' is not an entry id (namespace:name)")
+        }
+        return id
+    }
+
+    static func optionalVersion(_ query: [(name: String, value: String)], _ name: String) throws -> Int? {
+        guard let text = query.first(where: { $0.name == name })?.value else { return nil }
+        guard let number = Int(text), number >= 0 else {
+            throw AdminError(400, "bad_version", "\(name) must be a version number, got '\(text)'")
+        }
+        return number
+    }
+
+    static func bodyObject(_ body: [UInt8]) throws -> [String: JSON] {
+        if body.allSatisfy({ $0 == 32 || $0 == 10 || $0 == 13 || $0 == 9 }) { return [:] }
+        do {
+            guard case .object(let object) = try JSON.parse(bytes: body) else {
+                throw AdminError(400, "bad_body", "the body must be a JSON object")
+            }
+            return object
+        } catch let error as AdminError {
+            throw error
+        } catch {
+            throw AdminError(400, "bad_body", "the body is not JSON: \(error)")
+        }
+    }
+
+    /// History reads wait for the disk: not on the caller's executor, which may be the loop.
+    static func offLoop<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await Task.detached { try body() }.value
+    }
+}
+
+extension Event {
+    /// `{topic, path, data, time, seq}`: one line of `roost events --json`.
+    public var json: JSON {
+        ["topic": .string(topic), "path": .string(path), "data": data, "time": .double(time), "seq": .int(Int64(seq))]
+    }
+}
+
+/// A failure answered to an admin client.
+struct AdminError: Error {
+    let status: Int
+    let code: String
+    let message: String
+
+    init(_ status: Int, _ code: String, _ message: String) {
+        self.status = status
+        self.code = code
+        self.message = message
+    }
+
+    var response: HTTPResponse {
+        .json(status: status, ["error": ["code": .string(code), "message": .string(message)]])
+    }
+}
+
+/// What differs between two states, for `roost registry diff`.
+public enum RegistryDiff {
+    public static func json(from: Int, to: Int, before: [EntryID: Entry], after: [EntryID: Entry]) -> JSON {
+        let changes = ChangeSet.between(current: before, desired: after)
+        return [
+            "from": .int(Int64(from)), "to": .int(Int64(to)),
+            "created": .array(changes.creates.map(\.json)),
+            "updated": .array(changes.updates.map { entry in
+                ["before": before[entry.id]!.json, "after": entry.json]
+            }),
+            "deleted": .array(changes.deletes.map(\.json)),
+        ]
+    }
+}
