@@ -179,7 +179,11 @@ public actor RegistryService {
         await enter()
         defer { leave() }
 
-        if !problems.isEmpty { return reject(problems) }
+        if !problems.isEmpty {
+            // Everything at once: what loading found, and what validating the rest finds (which
+            // may include references to entries of a file that did not load).
+            return reject(Array(Set(problems + validate(entries, kinds: kinds))))
+        }
         var desired: [EntryID: Entry] = [:]
         desired.reserveCapacity(entries.count)
         for entry in entries where desired[entry.id] == nil { desired[entry.id] = entry }

@@ -89,7 +89,8 @@ struct AdminClient {
     }
 
     /// Opens a Server-Sent Events stream and calls `each` for every event until the host closes it.
-    func events(_ target: String, each: (ServerSentEvent) -> Void) async throws {
+    /// `opened` runs once the host has answered: from then on, no event is missed.
+    func events(_ target: String, opened: () -> Void, each: (ServerSentEvent) -> Void) async throws {
         try await Self.withLoop { loop in
             let channel = try await connect(on: loop)
             let request = HTTPRequest(method: "GET", target: target, headers: ["Host": "roost", "Accept": "text/event-stream"])
@@ -100,6 +101,7 @@ struct AdminClient {
                 let json = (try? JSON.parse(bytes: body)) ?? .null
                 throw Failure.broken(json["error"]?["message"]?.stringValue ?? "the host answered \(response.head.status)")
             }
+            opened()
             var parser = SSEParser()
             for try await chunk in response.body {
                 for event in parser.feed(chunk) { each(event) }

@@ -30,7 +30,11 @@ struct EventsCommand: AsyncParsableCommand {
         let query = patterns.map { "pattern=" + urlEncoded($0) }.joined(separator: "&")
         let json = options.json
         try await runClient {
-            try await AdminClient(statePath: options.statePath).events("/v1/events" + (query.isEmpty ? "" : "?" + query)) { event in
+            let following = patterns.isEmpty ? "every event" : patterns.joined(separator: " ")
+            try await AdminClient(statePath: options.statePath).events(
+                "/v1/events" + (query.isEmpty ? "" : "?" + query),
+                opened: { printError("roost: following \(following) (interrupt to stop)") }
+            ) { event in
                 guard let object = try? JSON.parse(event.data) else { return }
                 // Straight to the descriptor, not through stdio's buffer: a pipe reader sees each
                 // event when it happens.

@@ -142,11 +142,12 @@ actor RecordingParticipant: RegistryParticipant {
         #expect(errors[0]["entry"] == .string("app:web"))
     }
 
-    @Test func loadProblemsRejectTheApplyBeforeValidation() async throws {
+    @Test func loadProblemsAndValidationErrorsAreReportedTogether() async throws {
         let fixture = try RegistryFixture()
-        let outcome = await fixture.apply(["a.yaml": "namespace: app\nentries: [", "b.yaml": Self.chain])
-        #expect(outcome.errors.map(\.code) == [.yamlSyntax])
-        #expect(outcome.errors.first?.location?.file == "a.yaml")
+        let broken = Self.chain + "\n  - {name: odd, kind: test.unknown}\n"
+        let outcome = await fixture.apply(["a.yaml": "namespace: app\nentries: [", "b.yaml": broken])
+        #expect(outcome.errors.map(\.code) == [.yamlSyntax, .unknownKind])
+        #expect(outcome.errors.map(\.location?.file) == ["a.yaml", "b.yaml"])
         #expect(await fixture.service.version == 0)
         #expect(try fixture.history.versions().isEmpty)
     }
