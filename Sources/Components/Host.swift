@@ -23,7 +23,7 @@ public struct HostConfiguration: Sendable {
     public var reloadQuiet: Duration
 
     public init(registryPath: String, statePath: String, node: String = HostConfiguration.hostName(),
-                adjustments: FolderAdjustments = FolderAdjustments(), reloadQuiet: Duration = .milliseconds(10),
+                adjustments: FolderAdjustments = FolderAdjustments(), reloadQuiet: Duration = .milliseconds(5),
                 extraComponents: [any Component] = []) {
         self.registryPath = registryPath
         self.statePath = statePath

@@ -25,7 +25,7 @@ public struct RegistryComponent: Component {
     public let quiet: Duration
 
     public init(registryPath: String, databasePath: String, adjustments: FolderAdjustments, kinds: KindTable,
-                quiet: Duration = .milliseconds(10)) {
+                quiet: Duration = .milliseconds(5)) {
         self.registryPath = registryPath
         self.databasePath = databasePath
         self.adjustments = adjustments
@@ -40,7 +40,7 @@ public struct RegistryComponent: Component {
         }.value
         let service = try RegistryService(kinds: kinds, history: history, bus: try context.require(.eventBus))
         let reloader = RegistryReloader(
-            loop: try context.require(.loop), folder: RegistryFolder(root: registryPath), adjustments: adjustments,
+            loop: try context.require(.loop), folder: RegistryFolder(root: registryPath, adjustments: adjustments),
             registry: service, logger: try context.require(.logger), quiet: quiet)
         try context.set(.registry, service)
         try context.set(.registryReloader, reloader)

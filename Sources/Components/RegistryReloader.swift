@@ -18,13 +18,13 @@ import Glibc
 public actor RegistryReloader {
     public nonisolated let loop: EventLoop
     public nonisolated let folder: RegistryFolder
-    public nonisolated let adjustments: FolderAdjustments
     public nonisolated let registry: RegistryService
     public nonisolated let quiet: Duration
     public nonisolated let maxDelay: Duration
     private let logger: Logger
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
+    private let turns = AsyncGate()
     private var watchers: [String: (watcher: DirectoryWatcher, task: Task<Void, Never>)] = [:]
     private var hangups: SignalWatcher?
     private var hangupTask: Task<Void, Never>?
@@ -36,12 +36,11 @@ public actor RegistryReloader {
     private var burstTask: Task<Void, Never>?
 
     public init(
-        loop: EventLoop, folder: RegistryFolder, adjustments: FolderAdjustments, registry: RegistryService,
-        logger: Logger, quiet: Duration = .milliseconds(10), maxDelay: Duration = .milliseconds(500)
+        loop: EventLoop, folder: RegistryFolder, registry: RegistryService,
+        logger: Logger, quiet: Duration = .milliseconds(5), maxDelay: Duration = .milliseconds(500)
     ) {
         self.loop = loop
         self.folder = folder
-        self.adjustments = adjustments
         self.registry = registry
         self.logger = logger
         self.quiet = quiet
@@ -49,20 +48,19 @@ public actor RegistryReloader {
     }
 
     /// Reads and applies the folder now, as `context` says; logs the outcome.
+    ///
+    /// Reloads run one at a time, each reading and applying before the next reads, so a slower
+    /// older read can never be applied over a newer one.
     public func reload(_ context: ApplyContext) async -> ApplyOutcome {
-        let (outcome, folders) = await Self.readAndApply(folder, adjustments, registry, context)
+        let (outcome, folders) = await turns.withTurn {
+            let folder = self.folder
+            // Off the loop: reading files blocks.
+            let read = await Task.detached { folder.read() }.value
+            return (await registry.apply(read, from: folder, context: context), read.folders)
+        }
         report(outcome, context: context)
         if !stopped { await watch(folders) }
         return outcome
-    }
-
-    /// Reads the folder off the loop (file system reads block) and applies it.
-    private nonisolated static func readAndApply(
-        _ folder: RegistryFolder, _ adjustments: FolderAdjustments, _ registry: RegistryService, _ context: ApplyContext
-    ) async -> (ApplyOutcome, [String]) {
-        let snapshot = await Task.detached { folder.read() }.value
-        let outcome = await registry.apply(adjustments.apply(to: snapshot.load), context: context)
-        return (outcome, snapshot.folders)
     }
 
     private func report(_ outcome: ApplyOutcome, context: ApplyContext) {

@@ -101,16 +101,25 @@ private actor ResponseReader {
         }
     }
 
+    // Swift 6.3.1's optimizer crashes (signal 11 while splitting this coroutine) in release
+    // builds; unoptimised, this small loop costs nothing that matters to a client.
+    @_optimize(none)
     private func nextPart() async throws -> HTTPMessageParser.Part {
-        while true {
-            if !queued.isEmpty { return queued.removeFirst() }
-            let parts = atEOF ? try parser.finish() : try parser.next()
+        while queued.isEmpty {
+            let parts = try parsedParts()
             if !parts.isEmpty {
                 queued = parts
-                continue
+                break
             }
             if atEOF { throw HTTPError(.incomplete, "the connection closed before the response was complete") }
-            if let bytes = try await channel.read() { parser.append(bytes) } else { atEOF = true }
+            let bytes = try await channel.read()
+            if let bytes { parser.append(bytes) } else { atEOF = true }
         }
+        return queued.removeFirst()
+    }
+
+    /// What the parser has, as an untyped throw.
+    private func parsedParts() throws -> [HTTPMessageParser.Part] {
+        atEOF ? try parser.finish() : try parser.next()
     }
 }

@@ -40,6 +40,29 @@ public struct ChangeSet: Sendable, Hashable {
         return changes
     }
 
+    /// The changes from `current` to `desired` when only the entries of `ids` can differ (the
+    /// caller knows every other entry is the same in both): costs the size of `ids`, not of the
+    /// states.
+    public static func between(current: [EntryID: Entry], desired: [EntryID: Entry], among ids: Set<EntryID>) -> ChangeSet {
+        var changes = ChangeSet()
+        for id in ids {
+            switch (current[id], desired[id]) {
+            case (let old?, let new?):
+                if !old.declaresTheSame(as: new) { changes.updates.append(new) }
+            case (nil, let new?):
+                changes.creates.append(new)
+            case (let old?, nil):
+                changes.deletes.append(old)
+            case (nil, nil):
+                break
+            }
+        }
+        changes.creates.sort { $0.id < $1.id }
+        changes.updates.sort { $0.id < $1.id }
+        changes.deletes.sort { $0.id < $1.id }
+        return changes
+    }
+
     /// The order in which to carry the changes out.
     ///
     /// Deletes come dependents first (an entry before the entries it references), using the

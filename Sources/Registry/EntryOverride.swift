@@ -92,6 +92,18 @@ public struct FolderAdjustments: Sendable, Hashable {
 
     public var isEmpty: Bool { overrides.isEmpty && disabled.isEmpty }
 
+    /// True when `id` matches a `--disable` glob.
+    public func isDisabled(_ id: EntryID) -> Bool {
+        guard !disabled.isEmpty else { return false }
+        let text = id.description
+        return disabled.contains { $0.matches(text) }
+    }
+
+    /// The overrides of entry `id`, in command-line order.
+    public func overrides(for id: EntryID) -> [EntryOverride] {
+        overrides.isEmpty ? [] : overrides.filter { $0.id == id }
+    }
+
     /// `load` with disabled entries removed and overrides applied. An override naming an entry that
     /// is not there (or disabled) is an error, so a typo never goes unnoticed.
     public func apply(to load: LoadResult) -> LoadResult {

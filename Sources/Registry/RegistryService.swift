@@ -114,8 +114,9 @@ public actor RegistryService {
     private var currentVersion: Int
     private var watchers: [UInt64: (pattern: Glob, continuation: AsyncStream<EntryChange>.Continuation)] = [:]
     private var nextWatcher: UInt64 = 1
-    private var busy = false
-    private var queue: [CheckedContinuation<Void, Never>] = []
+    private let turns = AsyncGate()
+    /// The folder read the current state was made from (folder, generation), when it was one.
+    private var stateRead: (folder: ObjectIdentifier, generation: UInt64)?
 
     /// Opens the registry on `history`: the current state is the newest stored version.
     public init(
@@ -159,6 +160,7 @@ public actor RegistryService {
         await apply(entries: load.entries, problems: load.errors, context: context)
     }
 
+
     /// Makes the registry state equal version `number` by committing a new version (source
     /// `rollback`); history stays append-only, so a rollback can itself be rolled back.
     public func rollback(to number: Int, context: ApplyContext = ApplyContext(source: .rollback)) async -> ApplyOutcome {
@@ -176,25 +178,48 @@ public actor RegistryService {
 
     /// The whole apply: `entries` is the desired state, `problems` what loading it found.
     public func apply(entries: [Entry], problems: [RegistryError], context: ApplyContext) async -> ApplyOutcome {
-        await enter()
-        defer { leave() }
-
-        if !problems.isEmpty {
-            // Everything at once: what loading found, and what validating the rest finds (which
-            // may include references to entries of a file that did not load).
-            return reject(Array(Set(problems + validate(entries, kinds: kinds))))
-        }
         var desired: [EntryID: Entry] = [:]
         desired.reserveCapacity(entries.count)
         for entry in entries where desired[entry.id] == nil { desired[entry.id] = entry }
-        let changes = ChangeSet.between(current: state, desired: desired)
+        return await turns.withTurn {
+            let outcome = await apply(desired: desired, problems: problems, changed: nil, context: context)
+            if outcome.version != nil { stateRead = nil }
+            return outcome
+        }
+    }
+
+    /// Applies a folder read. When the current state is the previous read of the same folder,
+    /// only the ids the read names as changed are compared.
+    public func apply(_ read: RegistryFolder.Snapshot, from folder: RegistryFolder, context: ApplyContext) async -> ApplyOutcome {
+        await turns.withTurn {
+            let id = ObjectIdentifier(folder)
+            let known = stateRead.map { $0.folder == id && $0.generation == read.basedOn } ?? false
+            let outcome = await apply(
+                desired: read.entries, problems: read.errors, changed: known ? read.changedIDs : nil, context: context)
+            if outcome.version != nil { stateRead = (id, read.generation) }
+            return outcome
+        }
+    }
+
+    /// One apply; the caller holds the turn. `changed`, when given, holds every id whose entry may
+    /// differ between the current state and `desired`.
+    private func apply(
+        desired: [EntryID: Entry], problems: [RegistryError], changed: Set<EntryID>?, context: ApplyContext
+    ) async -> ApplyOutcome {
+        if !problems.isEmpty {
+            // Everything at once: what loading found, and what validating the rest finds (which
+            // may include references to entries of a file that did not load).
+            return reject(Array(Set(problems + validate(Array(desired.values), kinds: kinds))))
+        }
+        let changes = changed.map { ChangeSet.between(current: state, desired: desired, among: $0) }
+            ?? ChangeSet.between(current: state, desired: desired)
 
         // The current state is valid, so only what changed can make the desired one invalid: the
         // quick check looks at that alone. Any doubt gets the whole validation, which also gives
         // the complete, sorted list of errors.
         var graph = references
         if graph == nil || !graph!.quickCheck(changes, desired: desired, kinds: kinds) {
-            let errors = validate(entries, kinds: kinds)
+            let errors = validate(Array(desired.values), kinds: kinds)
             if !errors.isEmpty { return reject(errors) }
             graph = ReferenceIndex(desired, kinds: kinds)
         }
@@ -226,6 +251,8 @@ public actor RegistryService {
         } catch {
             return reject([error])
         }
+        // The old state is freed after the events go out: freeing a large one takes a while.
+        let previous = state
         state = desired
         graph!.update(for: changes, kinds: kinds)
         references = graph
@@ -233,6 +260,7 @@ public actor RegistryService {
         announce(committed, changes: changes, order: order)
         let commit = RegistryCommit(version: committed, changes: changes, order: order, state: desired)
         for participant in participants { await participant.committed(commit) }
+        withExtendedLifetime(previous) {}
         return .committed(committed, changes)
     }
 
@@ -299,24 +327,6 @@ public actor RegistryService {
     public func finishWatchers() {
         for (_, watcher) in watchers { watcher.continuation.finish() }
         watchers.removeAll()
-    }
-
-    // MARK: - Serialising applies
-
-    private func enter() async {
-        if !busy {
-            busy = true
-            return
-        }
-        await withCheckedContinuation { queue.append($0) }
-    }
-
-    private func leave() {
-        if queue.isEmpty {
-            busy = false
-        } else {
-            queue.removeFirst().resume()  // `busy` passes straight to the next apply
-        }
     }
 }
 

@@ -22,7 +22,7 @@ final class ReloaderFixture {
         let history = try HistoryStore.open(path: folder.path + "/registry.db")
         registry = try RegistryService(kinds: RegistryKinds.standard(), history: history, bus: bus)
         reloader = RegistryReloader(
-            loop: loop, folder: RegistryFolder(root: folder.path + "/registry"), adjustments: FolderAdjustments(),
+            loop: loop, folder: RegistryFolder(root: folder.path + "/registry"),
             registry: registry, logger: Logger(label: "test"), quiet: quiet)
         events = try bus.subscribe("registry.**")
         iterator = events.makeAsyncIterator()

@@ -157,3 +157,65 @@ import Testing
         #expect(registry.read().load.entries.first?.data["v"] == .int(2))
     }
 }
+
+@Suite struct RegistryFolderIncrementalTests {
+    /// Random edits of a folder: after each, the read must equal a cold load with the same
+    /// adjustments (entries and errors), and every id outside `changedIDs` must be unchanged.
+    @Test func incrementalReadsEqualColdLoadsAndNameEveryChangedID() throws {
+        let folder = TempFolder()
+        let adjustments = FolderAdjustments(
+            overrides: [try EntryOverride(parsing: "ns1:e1:port=9")], disabled: [Glob("ns2:e2")])
+        let registry = RegistryFolder(root: folder.path, adjustments: adjustments)
+        var generator = SplitMix(seed: 5)
+        var previous: RegistryFolder.Snapshot?
+        var quick = 0, clean = 0
+        // The override's entry and the disabled one live in a file that rarely changes.
+        let base = "namespace: ns1\nentries:\n  - {name: e1, kind: registry.entry}\n  - {name: e2, kind: registry.entry}\n"
+        folder.write("base.yaml", base)
+        for round in 0..<150 {
+            let index = generator.next() % 6
+            let file = "f\(index).yaml"
+            switch generator.next() % 20 {
+            case 0:
+                unlink(folder.path + "/" + file)
+            case 1:
+                folder.write("sub/" + file, "namespace: sub\nentries:\n  - {name: e\(generator.next() % 3), kind: registry.entry}\n")
+            case 2:
+                folder.write(file, "namespace: ns1\nentries: [")  // broken
+            case 3:
+                unlink(folder.path + "/base.yaml")  // the override names no entry now
+            case 4:
+                folder.write("base.yaml", base.replacingOccurrences(of: "ns1", with: "ns2"))  // e2 disabled now
+            case 5, 6:
+                folder.write("base.yaml", base)
+            default:
+                // Mostly a namespace per file; sometimes a shared one, so duplicates come and go.
+                let namespace = generator.next() % 6 == 0 ? "shared" : "ns_f\(index)"
+                var text = "namespace: \(namespace)\nentries:\n"
+                for e in 0..<Int(generator.next() % 3) {
+                    text += "  - {name: e\(e), kind: registry.entry, v: \(generator.next() % 4)}\n"
+                }
+                if !text.hasSuffix(":\n") { folder.write(file, text) } else { folder.write(file, text + "  []\n") }
+            }
+            let read = registry.read()
+            let cold = adjustments.apply(to: RegistryLoader.load(root: folder.path))
+            #expect(read.errors == cold.errors, "round \(round)")
+            if cold.errors.isEmpty {
+                clean += 1
+                #expect(read.load.entries == cold.entries, "round \(round)")
+            }
+            if let previous, let changed = read.changedIDs {
+                quick += 1
+                #expect(read.basedOn == previous.generation)
+                for (id, entry) in read.entries where !changed.contains(id) {
+                    #expect(previous.entries[id] == entry, "round \(round): \(id) changed but is not named")
+                }
+                for id in previous.entries.keys where read.entries[id] == nil {
+                    #expect(changed.contains(id), "round \(round): \(id) removed but not named")
+                }
+            }
+            previous = read
+        }
+        #expect(quick > 20 && clean > quick / 2, "the incremental path ran \(quick) times, \(clean) clean reads")
+    }
+}
