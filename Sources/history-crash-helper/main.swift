@@ -1,5 +1,5 @@
-// Commits registry versions to the history at argv[1], printing each version number on stdout
-// once `commit` has returned. After 40 versions it waits for its kill: a busy machine can delay
+// Applies registry versions with the history at argv[1], printing each version number on stdout
+// once `apply` has returned. After 40 versions it waits for its kill: a busy machine can delay
 // the test's kill, and an unbounded run would only make the checks slower, not stronger. HistoryStoreTests kills it with SIGKILL at random points and
 // checks that every printed version survived and that no version is half written.
 //
@@ -33,20 +33,26 @@ func entry(_ name: String, _ data: [String: JSON], kind: String = "registry.entr
 
 do {
     let store = try HistoryStore.open(path: CommandLine.arguments[1], checkpointInterval: 5)
-    var number = try store.latest()?.number ?? 0
+    // Versions go through the registry's apply, as the host's do.
+    let registry = try RegistryService(kinds: try KindTable([RegistryEntryKind()]), history: store, bus: nil)
+    var number = await registry.version
     let last = number + 40
     while number < last {
         number += 1
-        var changes = ChangeSet()
+        var desired = await registry.entries()
         for i in 0..<10 {
-            changes.creates.append(entry("v\(number)-\(i)", ["i": .int(Int64(i)), "pad": .string(padding)]))
+            let created = entry("v\(number)-\(i)", ["i": .int(Int64(i)), "pad": .string(padding)])
+            desired[created.id] = created
         }
         let counter = entry("counter", ["n": .int(Int64(number))])
-        if number == 1 { changes.creates.append(counter) } else { changes.updates.append(counter) }
-        if number > 1 {
-            changes.deletes.append(entry("v\(number - 1)-0", ["i": .int(0), "pad": .string(padding)]))
+        desired[counter.id] = counter
+        if number > 1 { desired[EntryID(namespace: "crash", name: "v\(number - 1)-0")!] = nil }
+        let outcome = await registry.apply(
+            entries: Array(desired.values), problems: [], context: ApplyContext(source: .admin, message: "crash \(number)"))
+        guard case .committed(let version, _) = outcome else {
+            say("history-crash-helper: apply did not commit: \(outcome)\n", to: 2)
+            exit(1)
         }
-        let version = try store.commit(changes, source: .admin, message: "crash \(number)", time: Double(number))
         say("\(version.number)\n", to: 1)
     }
     while true { pause() }
