@@ -113,7 +113,11 @@ func liveBenchmarks(root: String) async {
         kinds: RegistryKinds.standard(), history: try! HistoryStore.open(path: root + "/live.db"), bus: bus)
     let reloader = RegistryReloader(
         loop: loop, folder: RegistryFolder(root: root + "/registry"),
-        registry: live, logger: Logger(label: "bench"))
+        registry: live, logger: {
+            var logger = Logger(label: "bench")
+            logger.logLevel = .warning  // one line per version would drown the figures
+            return logger
+        }())
     let bootStart = now()
     let boot = await reloader.reload(ApplyContext(source: .boot))
     print("boot:     \(Int(((now() - bootStart) * 1000).rounded())) ms to apply the folder as version \(boot.version ?? -1) through the reloader")
