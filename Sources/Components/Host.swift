@@ -72,6 +72,7 @@ public final class Host: Sendable {
                 registryPath: configuration.registryPath, databasePath: state.path + "/registry.db",
                 adjustments: configuration.adjustments, kinds: RegistryKinds.standard(),
                 quiet: configuration.reloadQuiet),
+            FinderComponent(),
             AdminComponent(socketPath: state.path + "/admin.sock"),
         ] + configuration.extraComponents
     }

@@ -17,12 +17,26 @@ struct RegistryListCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Only entries of this namespace.", valueName: "namespace"))
     var namespace: String?
 
+    @Option(name: .long, help: ArgumentHelp("Only entries whose id matches (a glob: 'app:hello-*').", valueName: "glob"))
+    var id: String?
+
+    @Option(name: .long, help: ArgumentHelp("Only entries with this meta value (repeatable).", valueName: "key=value"))
+    var meta: [String] = []
+
+    func validate() throws {
+        if let bad = meta.first(where: { !$0.contains("=") }) {
+            throw ValidationError("--meta must be key=value, got '\(bad)'")
+        }
+    }
+
     @OptionGroup var options: ClientOptions
 
     func run() async throws {
         var query: [String] = []
         if let kind { query.append("kind=" + urlEncoded(kind)) }
         if let namespace { query.append("namespace=" + urlEncoded(namespace)) }
+        if let id { query.append("id=" + urlEncoded(id)) }
+        for pair in meta { query.append("meta=" + urlEncoded(pair)) }
         let target = "/v1/registry/entries" + (query.isEmpty ? "" : "?" + query.joined(separator: "&"))
         try await runClient {
             let answer = try await AdminClient(statePath: options.statePath).send("GET", target)

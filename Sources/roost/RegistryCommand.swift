@@ -40,7 +40,8 @@ struct RegistryValidateCommand: ParsableCommand {
         let problems = (loaded.errors + Registry.validate(loaded.entries, kinds: RegistryKinds.standard())).sorted()
         let namespaces = Set(loaded.entries.map(\.id.namespace)).count
         if problems.isEmpty {
-            print("registry '\(folder)' is valid: \(loaded.entries.count) entries in \(namespaces) namespaces")
+            let entries = loaded.entries.count == 1 ? "1 entry" : "\(loaded.entries.count) entries"
+            print("registry '\(folder)' is valid: \(entries) in \(namespaces) namespace\(namespaces == 1 ? "" : "s")")
             return
         }
         for problem in problems { print(problem.description) }

@@ -69,7 +69,7 @@ let ok = TerminationStatus(code: 0, signal: 0)
     static let app = """
         namespace: app
         entries:
-          - {name: db, kind: registry.entry, size: 1}
+          - {name: db, kind: registry.entry, size: 1, meta: {owner: ops}}
           - {name: api, kind: registry.entry, requires: db}
         """
 
@@ -90,6 +90,10 @@ let ok = TerminationStatus(code: 0, signal: 0)
 
         result = try await live.roost(["registry", "show", "app:db", "--json"])
         #expect(try JSON.parse(result.out.joined())["entry"]?["data"] == ["size": 1])
+
+        result = try await live.roost(["registry", "list", "--id", "app:d*", "--meta", "owner=ops"])
+        #expect(result.out.dropFirst().first?.hasPrefix("app:db ") == true)
+        #expect(result.out.last == "version 1: 1 entry")
 
         // A live event stream, then a change made through the admin API.
         var options = ProcessOptions(

@@ -46,7 +46,7 @@ import Testing
               - {name: api, kind: registry.entry, requires: db}
             """])
         #expect(status == TerminationStatus(code: 0, signal: 0))
-        #expect(lines == ["registry '\(path)' is valid: 2 entries in 1 namespaces"])
+        #expect(lines == ["registry '\(path)' is valid: 2 entries in 1 namespace"])
     }
 
     @Test func invalidFolderPrintsEveryProblemAndExitsOne() async throws {
