@@ -78,6 +78,7 @@ let package = Package(
         .testTarget(name: "ComponentsTests", dependencies: ["Components", "Core", "Registry", "HTTPService"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Core"]),
         .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "Core"]),
+        .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Registry", "Core"]),
     ],
     swiftLanguageModes: [.v6]
 )
