@@ -116,7 +116,7 @@ public struct ServiceMachine: Sendable {
             return []
 
         case (.starting, .timerFired(.startTimeout)):
-            lastExit = "not ready within \(startTimeout)"
+            lastExit = "not ready within \(DurationText.format(startTimeout))"
             killingForRestart = true
             return [.signal(9)]
         case (.running, .watchdogMissed):

@@ -170,7 +170,7 @@ let killed = TerminationStatus(code: 0, signal: 9)
         #expect(d.feed(.timerFired(.startTimeout), after: .seconds(30)) == [.signal(9)])
         // Even a clean exit after that kill is a failure.
         #expect(d.feed(.exited(TerminationStatus(code: 0, signal: 0))).last == .publish(.backoff))
-        #expect(d.machine.lastExit == "not ready within 30.0 seconds")
+        #expect(d.machine.lastExit == "not ready within 30s")
     }
 
     @Test func missedWatchdogKillsAndRestarts() {
