@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "roost", targets: ["roost"]),
+        .executable(name: "roost-exec", targets: ["roost-exec"]),
         .library(name: "SwiftletKit", targets: ["SwiftletKit"]),
     ],
     dependencies: [
@@ -62,6 +63,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // The exec step of every supervised process (user, parent-death signal, rlimits); C, so it
+        // adds well under a millisecond to a start.
+        .executableTarget(name: "roost-exec", path: "Sources/roost-exec"),
         // Commits versions until killed; the registry's durability test kills it with SIGKILL.
         .executableTarget(name: "history-crash-helper", dependencies: ["Registry"]),
         .executableTarget(

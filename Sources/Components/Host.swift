@@ -70,9 +70,10 @@ public final class Host: Sendable {
             PIDGenComponent(node: configuration.node), DispatcherComponent(),
             RegistryComponent(
                 registryPath: configuration.registryPath, databasePath: state.path + "/registry.db",
-                adjustments: configuration.adjustments, kinds: RegistryKinds.standard(),
+                adjustments: configuration.adjustments, kinds: RegistryKinds.standard(registryRoot: configuration.registryPath),
                 quiet: configuration.reloadQuiet),
             FinderComponent(),
+            SupervisorComponent(runPath: state.runPath, registryRoot: configuration.registryPath),
             AdminComponent(socketPath: state.path + "/admin.sock"),
         ] + configuration.extraComponents
     }
@@ -107,6 +108,7 @@ public final class Host: Sendable {
             action.__sigaction_handler.sa_handler = { signum in
                 let message: StaticString = "roost: second signal during shutdown: exiting now\n"
                 _ = write(2, message.utf8Start, message.utf8CodeUnitCount)
+                ProcessGroupTable.killAll()
                 _exit(128 + signum)
             }
             sigemptyset(&action.sa_mask)
@@ -158,6 +160,7 @@ public final class Host: Sendable {
                     requestStop.yield(signal)
                 } else {
                     logger.warning("second \(Host.describe(signal: signal)) during shutdown: exiting now")
+                    ProcessGroupTable.killAll()
                     _exit(Host.forcedExitCode(signal: signal))
                 }
             }

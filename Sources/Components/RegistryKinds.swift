@@ -1,11 +1,13 @@
 import Registry
+import Supervisor
 
-/// The entry kinds the standard components own. Each component adds its kinds as it is built
-/// (the supervisor `swiftlet.service`, the HTTP service `swiftlet.function` and `http.*`);
-/// until then only the registry's own `registry.entry` is known, and any other kind is refused.
+/// The entry kinds the standard components own: the registry's `registry.entry` and the
+/// supervisor's `swiftlet.service`. The HTTP service adds `swiftlet.function` and `http.*` with
+/// its issue; until then those kinds are refused as unknown.
 public enum RegistryKinds {
-    public static func standard() -> KindTable {
+    /// `registryRoot` resolves relative `exec` paths of services (against the declaring file's folder).
+    public static func standard(registryRoot: String? = nil) -> KindTable {
         // Kind names are distinct by construction here, so this cannot fail.
-        try! KindTable([RegistryEntryKind()])
+        try! KindTable([RegistryEntryKind(), ServiceKind(registryRoot: registryRoot)])
     }
 }

@@ -18,7 +18,7 @@ public enum DurationText {
     /// `250ms`, `10s`, `1.5s`, `5m`: short and exact enough for logs and errors.
     public static func format(_ duration: Duration) -> String {
         let ms = Double(duration.components.seconds) * 1000 + Double(duration.components.attoseconds) / 1e15
-        if ms < 1000 { return trim(ms) + "ms" }
+        if ms < 1000 { return String(Int64(ms.rounded())) + "ms" }
         if ms < 60_000 || ms.truncatingRemainder(dividingBy: 60_000) != 0 { return trim(ms / 1000) + "s" }
         return trim(ms / 60_000) + "m"
     }

@@ -151,6 +151,11 @@ public struct ServiceMachine: Sendable {
             state = .stopped
             lastExit = status.description
             return [.cancelTimer(.stopTimeout), .publish(.stopped)]
+        case (.stopping, .spawnFailed(let reason)):
+            // Stopped while it was being started, and it never started.
+            state = .stopped
+            lastExit = reason
+            return [.cancelTimer(.stopTimeout), .publish(.stopped)]
 
         default:
             // Everything else changes nothing: a second start while running, a stop of a stopped

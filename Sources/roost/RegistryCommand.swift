@@ -37,7 +37,7 @@ struct RegistryValidateCommand: ParsableCommand {
             throw HostExit(code: error.exitCode)
         }
         let loaded = RegistryLoader.load(root: folder)
-        let problems = (loaded.errors + Registry.validate(loaded.entries, kinds: RegistryKinds.standard())).sorted()
+        let problems = (loaded.errors + Registry.validate(loaded.entries, kinds: RegistryKinds.standard(registryRoot: folder))).sorted()
         let namespaces = Set(loaded.entries.map(\.id.namespace)).count
         if problems.isEmpty {
             let entries = loaded.entries.count == 1 ? "1 entry" : "\(loaded.entries.count) entries"

@@ -190,3 +190,13 @@ let killed = TerminationStatus(code: 0, signal: 9)
         #expect(d.machine.lastExit == "no such file")
     }
 }
+
+extension ServiceMachineTests {
+    @Test func stopWhileStartingThatNeverStartedEndsStopped() {
+        var d = Driver()
+        d.feed(.start)
+        d.feed(.stop)
+        #expect(d.feed(.spawnFailed("no such file")) == [.cancelTimer(.stopTimeout), .publish(.stopped)])
+        #expect(d.machine.state == .stopped)
+    }
+}

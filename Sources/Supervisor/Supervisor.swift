@@ -1,0 +1,642 @@
+// The supervisor: runs `swiftlet.service` entries as processes and keeps them to their
+// definitions, version after version.
+//
+// Specification
+// - Services come from registry versions (`committed`, a direct call from the registry's apply):
+//   a created service with `auto_start` starts; a service whose definition changed is stopped and
+//   started again with the new one (if it was meant to run); a deleted one is stopped and
+//   forgotten. A rollback is just another version. A service in `failed` starts again when a new
+//   version changes it, or when a person asks (`start`).
+// - Order: a service starts only once every service it `requires` is running (ready), and at
+//   shutdown it stops before the services it requires. Independent services start and stop
+//   concurrently.
+// - Restarts follow the service's `ServiceMachine` (restart policy, backoff with jitter, give-up
+//   after max_restarts within window, stop signal then SIGKILL after the stop timeout).
+// - Processes: each service runs in its own session and process group, stdin on /dev/null,
+//   through `roost-exec` (user, rlimits, and PR_SET_PDEATHSIG so it dies with the host). Its
+//   stdout and stderr are read line by line (lines over 16 KiB split, never dropped) into the host
+//   log and a ring of the newest 1,000 lines. When the main process ends, whatever is left in its
+//   group is killed: no grandchild outlives its service. Groups are recorded under `run/groups`
+//   while they exist; a host killed with SIGKILL kills their survivors at its next boot.
+// - Readiness: `none` is ready at once; `notify` listens on a datagram socket
+//   (`run/notify/<service>.sock`, given as NOTIFY_SOCKET) for READY=1, STATUS=, WATCHDOG=1 (with
+//   WATCHDOG_USEC set when a watchdog is configured: a missed one restarts the service); `tcp`,
+//   `http` and `exec` are probed every 100 ms until they succeed or start_timeout passes.
+// - Events: `supervisor.state.<state>` [service id] {pid, exit, restarts, delay_ms}, and
+//   `process.started` / `process.exited` [PID] {service, pid, status}.
+import Core
+import Logging
+import Registry
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What `roost ps` shows of one service.
+public struct ServiceStatus: Sendable {
+    public let id: EntryID
+    public let state: ServiceState
+    public let pid: Int32?
+    public let processID: PID?
+    /// Seconds since the current process started.
+    public let uptime: Double?
+    public let restarts: Int
+    public let lastExit: String?
+    public let autoStart: Bool
+    public let status: String?
+
+    public var json: JSON {
+        var object: [String: JSON] = [
+            "id": .string(id.description), "state": .string(state.rawValue), "restarts": .int(Int64(restarts)),
+            "auto_start": .bool(autoStart),
+        ]
+        if let pid { object["pid"] = .int(Int64(pid)) }
+        if let processID { object["process"] = .string(processID.description) }
+        if let uptime { object["uptime"] = .double(uptime) }
+        if let lastExit { object["last_exit"] = .string(lastExit) }
+        if let status { object["status"] = .string(status) }
+        return .object(object)
+    }
+}
+
+/// Why a supervisor command could not be done.
+public struct SupervisorError: Error, Sendable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Runs the services; see the file's opening comment for the whole contract.
+public actor Supervisor: RegistryParticipant {
+    public nonisolated let name = "supervisor"
+    public nonisolated let loop: EventLoop
+    public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+
+    public struct Configuration: Sendable {
+        /// The `roost-exec` program.
+        public var execHelper: String
+        /// The state folder's `run/`.
+        public var runPath: String
+        public var kind: ServiceKind
+        public var logLineBound = 16 * 1024
+        public var logRingSize = 1000
+        public var probeInterval: Duration = .milliseconds(100)
+
+        public init(execHelper: String, runPath: String, kind: ServiceKind) {
+            self.execHelper = execHelper
+            self.runPath = runPath
+            self.kind = kind
+        }
+    }
+
+    public nonisolated let configuration: Configuration
+    private let bus: EventBus
+    private let pids: PIDGenerator
+    private let logger: Logger
+    private let records: GroupRecords
+    /// Written into every service's environment and its group record (see `GroupRecords`).
+    private let token: String
+    private let clock = ContinuousClock()
+    private let origin: ContinuousClock.Instant
+    private var services: [EntryID: ServiceRuntime] = [:]
+    private var shuttingDown = false
+
+    public init(loop: EventLoop, bus: EventBus, pids: PIDGenerator, logger: Logger, configuration: Configuration) {
+        self.loop = loop
+        self.bus = bus
+        self.pids = pids
+        self.logger = logger
+        self.configuration = configuration
+        self.records = GroupRecords(runPath: configuration.runPath)
+        var bytes = [UInt8](repeating: 0, count: 16)
+        let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
+        if fd >= 0 { _ = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }; close(fd) }
+        token = bytes.map { String($0, radix: 16).leftPadded(2) }.joined()
+        origin = clock.now
+    }
+
+    /// Kills what a crashed host left behind, and prepares the run folder. Call once, before any
+    /// service starts.
+    public func prepare() {
+        mkdir(configuration.runPath, 0o700)
+        records.prepare()
+        mkdir(configuration.runPath + "/notify", 0o711)
+        for (pid, service) in records.killSurvivors() {
+            logger.warning("killed pid \(pid) of \(service), left running by a host that did not stop cleanly")
+        }
+    }
+
+    private var now: Duration { clock.now - origin }
+
+    // MARK: - Registry versions
+
+    public func review(_ proposal: RegistryProposal) async -> [RegistryError] { [] }
+
+    public func committed(_ commit: RegistryCommit) async {
+        for entry in commit.order.deletes where entry.kind == ServiceKind.name {
+            if let runtime = services.removeValue(forKey: entry.id) {
+                runtime.removed = true
+                runtime.wanted = false
+                await stopAndWait(runtime)
+            }
+        }
+        var toStart: [ServiceRuntime] = []
+        for entry in commit.order.createsAndUpdates where entry.kind == ServiceKind.name {
+            guard let definition = configuration.kind.definition(of: entry) else {
+                logger.error("\(entry.id): definition unreadable after validation; not started")
+                continue
+            }
+            if let runtime = services[entry.id] {
+                guard runtime.definition != definition else { continue }
+                let wasWanted = runtime.wanted
+                runtime.wanted = false
+                await stopAndWait(runtime)
+                runtime.replace(definition)
+                runtime.wanted = wasWanted || definition.autoStart
+                if runtime.wanted { toStart.append(runtime) }
+            } else {
+                let runtime = ServiceRuntime(definition: definition, logRingSize: configuration.logRingSize)
+                services[entry.id] = runtime
+                runtime.wanted = definition.autoStart
+                if runtime.wanted { toStart.append(runtime) }
+            }
+        }
+        for runtime in toStart { beginWhenReady(runtime) }
+    }
+
+    // MARK: - Commands
+
+    public func start(_ id: EntryID) throws(SupervisorError) {
+        guard let runtime = services[id] else { throw SupervisorError("there is no service \(id)") }
+        runtime.wanted = true
+        beginWhenReady(runtime)
+    }
+
+    public func stop(_ id: EntryID) async throws(SupervisorError) {
+        guard let runtime = services[id] else { throw SupervisorError("there is no service \(id)") }
+        runtime.wanted = false
+        await stopAndWait(runtime)
+    }
+
+    public func restart(_ id: EntryID) async throws(SupervisorError) {
+        guard let runtime = services[id] else { throw SupervisorError("there is no service \(id)") }
+        runtime.wanted = false
+        await stopAndWait(runtime)
+        runtime.wanted = true
+        beginWhenReady(runtime)
+    }
+
+    public func status() -> [ServiceStatus] {
+        services.values.sorted { $0.id < $1.id }.map(status(of:))
+    }
+
+    public func status(of id: EntryID) -> ServiceStatus? { services[id].map(status(of:)) }
+
+    private func status(of runtime: ServiceRuntime) -> ServiceStatus {
+        ServiceStatus(
+            id: runtime.id, state: runtime.machine.state, pid: runtime.process?.pid, processID: runtime.processID,
+            uptime: runtime.startedAt.map { Self.seconds(clock.now - $0) }, restarts: runtime.machine.restarts,
+            lastExit: runtime.machine.lastExit, autoStart: runtime.definition.autoStart, status: runtime.notifyStatus)
+    }
+
+    /// The last `count` lines of a service's output.
+    public func logs(_ id: EntryID, last count: Int) throws(SupervisorError) -> [LogLine] {
+        guard let runtime = services[id] else { throw SupervisorError("there is no service \(id)") }
+        return runtime.ring.last(count)
+    }
+
+    /// The last `count` lines, then every new line until the service is removed or the stream
+    /// is dropped.
+    public func followLogs(_ id: EntryID, last count: Int) throws(SupervisorError) -> AsyncStream<LogLine> {
+        guard let runtime = services[id] else { throw SupervisorError("there is no service \(id)") }
+        let (stream, continuation) = AsyncStream.makeStream(of: LogLine.self, bufferingPolicy: .bufferingNewest(10_000))
+        for line in runtime.ring.last(count) { continuation.yield(line) }
+        let key = runtime.nextFollower
+        runtime.nextFollower += 1
+        runtime.followers[key] = continuation
+        continuation.onTermination = { [weak self] _ in
+            Task { await self?.unfollow(id, key) }
+        }
+        return stream
+    }
+
+    private func unfollow(_ id: EntryID, _ key: Int) { services[id]?.followers[key] = nil }
+
+    /// Waits until service `id` is in one of `states` (for tests and tools).
+    public func waitFor(_ id: EntryID, _ states: Set<ServiceState>) async {
+        while let runtime = services[id], !states.contains(runtime.machine.state) {
+            await withCheckedContinuation { runtime.stateWaiters.append($0) }
+        }
+    }
+
+    /// Stops every service, dependents before what they require, and waits for them.
+    public func shutdown() async {
+        shuttingDown = true
+        var remaining = Set(services.keys)
+        while !remaining.isEmpty {
+            // Those that no remaining service requires go first, together.
+            let required = Set(remaining.flatMap { services[$0]!.definition.requires })
+            var level = remaining.filter { !required.contains($0) }
+            if level.isEmpty { level = remaining }  // a cycle (refused by validation): all at once
+            await withTaskGroup(of: Void.self) { group in
+                for id in level {
+                    services[id]!.wanted = false
+                    group.addTask { await self.stopAndWait(id: id) }
+                }
+            }
+            remaining.subtract(level)
+        }
+    }
+
+    // MARK: - Starting in order
+
+    /// Starts the service now if everything it requires runs; otherwise when it does.
+    private func beginWhenReady(_ runtime: ServiceRuntime) {
+        guard runtime.wanted, !shuttingDown else { return }
+        switch runtime.machine.state {
+        case .starting, .running, .stopping, .backoff: return
+        case .stopped, .exited, .failed: break
+        }
+        let waiting = runtime.definition.requires.filter { services[$0]?.machine.state != .running }
+        guard waiting.isEmpty else {
+            if runtime.announcedWait != waiting {
+                runtime.announcedWait = waiting
+                logger.info("\(runtime.id) waits for \(waiting.map(\.description).joined(separator: ", ")) to run")
+            }
+            return
+        }
+        runtime.announcedWait = []
+        handle(runtime, .start)
+    }
+
+    // MARK: - The machine and its actions
+
+    private func handle(_ runtime: ServiceRuntime, _ event: ServiceMachine.Event) {
+        let before = runtime.machine.state
+        let actions = runtime.machine.handle(event, at: now)
+        for action in actions { perform(action, for: runtime) }
+        if runtime.machine.state != before {
+            for waiter in runtime.stateWaiters { waiter.resume() }
+            runtime.stateWaiters.removeAll()
+            if runtime.machine.state == .running {
+                // Dependents waiting for this one may go now.
+                for other in services.values where other.wanted && other.definition.requires.contains(runtime.id) {
+                    beginWhenReady(other)
+                }
+            }
+        }
+    }
+
+    private func perform(_ action: ServiceMachine.Action, for runtime: ServiceRuntime) {
+        switch action {
+        case .spawn:
+            spawn(runtime)
+        case .signal(let signal):
+            // With no process yet (stopped while spawning), `spawned` sends the stop signal.
+            if let process = runtime.process {
+                Task { _ = await process.signalGroup(signal) }
+            }
+        case .startTimer(let timer, let delay):
+            runtime.timers[timer]?.cancel()
+            let generation = runtime.timerGeneration
+            runtime.timerGeneration += 1
+            runtime.timerGenerations[timer] = generation
+            runtime.timers[timer] = Task {
+                do { try await loop.sleep(for: delay) } catch { return }
+                self.timerFired(runtime, timer, generation)
+            }
+        case .cancelTimer(let timer):
+            runtime.timers.removeValue(forKey: timer)?.cancel()
+            runtime.timerGenerations[timer] = nil
+        case .publish(let state):
+            publish(state, runtime)
+        }
+    }
+
+    private func timerFired(_ runtime: ServiceRuntime, _ timer: ServiceMachine.Timer, _ generation: Int) {
+        guard runtime.timerGenerations[timer] == generation else { return }
+        runtime.timers[timer] = nil
+        runtime.timerGenerations[timer] = nil
+        handle(runtime, .timerFired(timer))
+    }
+
+    private func publish(_ state: ServiceState, _ runtime: ServiceRuntime) {
+        var data: [String: JSON] = ["restarts": .int(Int64(runtime.machine.restarts))]
+        if let pid = runtime.process?.pid ?? runtime.lastPID { data["pid"] = .int(Int64(pid)) }
+        if let exit = runtime.machine.lastExit, state != .starting, state != .running { data["exit"] = .string(exit) }
+        if let code = runtime.lastStatus?.code, runtime.lastStatus?.signal == 0 { data["exit_code"] = .int(Int64(code)) }
+        if let signal = runtime.lastStatus?.signal, signal != 0 { data["signal"] = .int(Int64(signal)) }
+        if state == .backoff, let delay = runtime.machine.currentDelay {
+            data["delay_ms"] = .double(Self.seconds(delay) * 1000)
+        }
+        bus.publish(topic: "supervisor.state.\(state.rawValue)", path: runtime.id.description, data: .object(data))
+        switch state {
+        case .failed:
+            logger.error("\(runtime.id) failed: restarted too often (\(runtime.machine.restarts) times); last exit: \(runtime.machine.lastExit ?? "-")")
+        case .backoff:
+            logger.warning("\(runtime.id) exited (\(runtime.machine.lastExit ?? "-")); restarting in \(DurationText.format(runtime.machine.currentDelay ?? .zero))")
+        case .running:
+            logger.info("\(runtime.id) running (pid \(runtime.process?.pid ?? 0))")
+        case .exited:
+            logger.info("\(runtime.id) exited (\(runtime.machine.lastExit ?? "-")); not restarted by its policy")
+        default:
+            break
+        }
+    }
+
+    // MARK: - Processes
+
+    private func spawn(_ runtime: ServiceRuntime) {
+        let definition = runtime.definition
+        var arguments = [configuration.execHelper]
+        if let user = definition.user {
+            guard let ids = Self.userIDs(user) else {
+                handle(runtime, .spawnFailed("no such user '\(user)'"))
+                return
+            }
+            if getuid() != 0 {
+                handle(runtime, .spawnFailed("user '\(user)' needs a host running as root"))
+                return
+            }
+            arguments += ["-u", "\(ids.uid):\(ids.gid)"]
+        }
+        if let n = definition.limits.openFiles { arguments += ["-n", String(n)] }
+        if let n = definition.limits.memoryBytes { arguments += ["-m", String(n)] }
+        if let n = definition.limits.cpuSeconds { arguments += ["-c", String(n)] }
+        arguments += ["--"] + definition.exec
+
+        let processID = pids.next(owner: runtime.id.description)
+        var environment = Self.hostEnvironment()
+        for (key, value) in definition.env { environment[key] = value }
+        environment["ROOST_SERVICE"] = runtime.id.description
+        environment["ROOST_PID"] = processID.description
+        environment["ROOST_HOST_TOKEN"] = token
+        environment["NOTIFY_SOCKET"] = nil
+        environment["WATCHDOG_USEC"] = nil
+        let notifyPath = configuration.runPath + "/notify/\(runtime.id.namespace).\(runtime.id.name).sock"
+        if definition.readiness == .notify {
+            environment["NOTIFY_SOCKET"] = notifyPath
+            if let watchdog = definition.watchdog {
+                environment["WATCHDOG_USEC"] = String(watchdog.components.seconds * 1_000_000 + watchdog.components.attoseconds / 1_000_000_000_000)
+            }
+        }
+        var options = ProcessOptions(arguments, environment: environment, workingDirectory: definition.workdir)
+        options.stdin = .null
+        options.stdout = .pipe
+        options.stderr = .pipe
+        options.newProcessGroup = true
+        runtime.generation += 1
+        let generation = runtime.generation
+        Task {
+            let notify: DatagramReceiver?
+            if definition.readiness == .notify {
+                notify = try? await DatagramReceiver.bind(on: loop, path: notifyPath, mode: 0o666)
+            } else {
+                notify = nil
+            }
+            do {
+                let child = try await ChildProcess.spawn(on: loop, options)
+                self.spawned(runtime, child, processID: processID, notify: notify, generation: generation)
+            } catch {
+                await notify?.close()
+                self.spawnFailed(runtime, "cannot start \(definition.exec[0]): \(error)", generation: generation)
+            }
+        }
+    }
+
+    private func spawnFailed(_ runtime: ServiceRuntime, _ reason: String, generation: Int) {
+        guard runtime.generation == generation else { return }
+        logger.error("\(runtime.id): \(reason)")
+        handle(runtime, .spawnFailed(reason))
+    }
+
+    private func spawned(_ runtime: ServiceRuntime, _ child: ChildProcess, processID: PID, notify: DatagramReceiver?, generation: Int) {
+        runtime.process = child
+        runtime.processID = processID
+        runtime.lastPID = child.pid
+        runtime.startedAt = clock.now
+        runtime.notify = notify
+        runtime.notifyStatus = nil
+        records.record(pgid: child.pid, service: runtime.id.description, token: token)
+        ProcessGroupTable.add(child.pid)
+        bus.publish(topic: "process.started", path: processID.description, data: [
+            "service": .string(runtime.id.description), "pid": .int(Int64(child.pid)),
+            "parent": .string("supervisor"),
+        ])
+        let outputs = [(child.stdout, LogLine.Stream.stdout), (child.stderr, LogLine.Stream.stderr)]
+        let readers = outputs.compactMap { channel, stream in
+            channel.map { channel in Task { await self.read(channel, stream, runtime: runtime, pid: child.pid) } }
+        }
+        Task {
+            let status = (try? await child.wait()) ?? TerminationStatus(code: -1, signal: SIGKILL)
+            // Nothing of the service may outlive its main process.
+            _ = await child.signalGroup(SIGKILL)
+            for reader in readers { await reader.value }
+            self.exited(runtime, child, processID: processID, status: status, generation: generation)
+        }
+        if let notify {
+            Task { await self.listen(notify, runtime: runtime, generation: generation) }
+        }
+        if runtime.machine.state == .stopping {
+            // A stop came while the process was being started.
+            let signal = runtime.definition.stop.signal
+            Task { _ = await child.signalGroup(signal) }
+            return
+        }
+        switch runtime.definition.readiness {
+        case .none:
+            handle(runtime, .ready)
+        case .notify:
+            break
+        case .tcp, .http, .exec:
+            Task { await self.probe(runtime, generation: generation) }
+        }
+    }
+
+    private func exited(_ runtime: ServiceRuntime, _ child: ChildProcess, processID: PID, status: TerminationStatus, generation: Int) {
+        ProcessGroupTable.remove(child.pid)
+        records.remove(pgid: child.pid)
+        bus.publish(topic: "process.exited", path: processID.description, data: [
+            "service": .string(runtime.id.description), "pid": .int(Int64(child.pid)),
+            "status": .string(status.description),
+        ])
+        if let notify = runtime.notify {
+            runtime.notify = nil
+            Task { await notify.close() }
+        }
+        runtime.watchdogTimer?.cancel()
+        runtime.watchdogTimer = nil
+        guard runtime.generation == generation else { return }
+        runtime.process = nil
+        runtime.processID = nil
+        runtime.startedAt = nil
+        runtime.lastStatus = status
+        handle(runtime, .exited(status))
+        for waiter in runtime.exitWaiters { waiter.resume() }
+        runtime.exitWaiters.removeAll()
+    }
+
+    private func stopAndWait(id: EntryID) async {
+        if let runtime = services[id] { await stopAndWait(runtime) }
+    }
+
+    /// Stops the service's process (if any) and waits until it is gone.
+    private func stopAndWait(_ runtime: ServiceRuntime) async {
+        handle(runtime, .stop)
+        while runtime.process != nil || runtime.machine.state == .stopping {
+            await withCheckedContinuation { runtime.exitWaiters.append($0) }
+        }
+    }
+
+    private func read(_ channel: StreamChannel, _ stream: LogLine.Stream, runtime: ServiceRuntime, pid: Int32) async {
+        var splitter = LineSplitter(bound: configuration.logLineBound)
+        while let chunk = try? await channel.read() {
+            for (text, continued) in splitter.feed(chunk) { logLine(runtime, stream, pid, text, continued) }
+        }
+        for (text, continued) in splitter.finish() { logLine(runtime, stream, pid, text, continued) }
+        await channel.close()
+    }
+
+    private func logLine(_ runtime: ServiceRuntime, _ stream: LogLine.Stream, _ pid: Int32, _ text: String, _ continued: Bool) {
+        let line = LogLine(time: RegistryService.wallClock(), stream: stream, pid: pid, text: text, continued: continued)
+        runtime.ring.append(line)
+        for (_, follower) in runtime.followers { follower.yield(line) }
+        logger.info("\(text)", metadata: ["service": "\(runtime.id)", "pid": "\(pid)", "stream": "\(stream.rawValue)"])
+    }
+
+    // MARK: - Readiness
+
+    private func listen(_ notify: DatagramReceiver, runtime: ServiceRuntime, generation: Int) async {
+        for await datagram in notify.datagrams {
+            guard runtime.generation == generation else { return }
+            let text = String(decoding: datagram, as: UTF8.self)
+            for line in text.split(separator: "\n") {
+                if line == "READY=1" {
+                    if runtime.machine.state == .starting {
+                        handle(runtime, .ready)
+                        armWatchdog(runtime, generation: generation)
+                    }
+                } else if line.hasPrefix("STATUS=") {
+                    runtime.notifyStatus = String(line.dropFirst(7))
+                } else if line == "WATCHDOG=1" {
+                    armWatchdog(runtime, generation: generation)
+                }
+            }
+        }
+    }
+
+    private func armWatchdog(_ runtime: ServiceRuntime, generation: Int) {
+        guard let interval = runtime.definition.watchdog, runtime.machine.state == .running else { return }
+        runtime.watchdogTimer?.cancel()
+        runtime.watchdogTimer = Task {
+            do { try await loop.sleep(for: interval) } catch { return }
+            guard runtime.generation == generation, runtime.machine.state == .running else { return }
+            self.logger.warning("\(runtime.id): watchdog not fed within \(DurationText.format(interval)); restarting")
+            self.handle(runtime, .watchdogMissed)
+        }
+    }
+
+    private func probe(_ runtime: ServiceRuntime, generation: Int) async {
+        while runtime.generation == generation, runtime.machine.state == .starting {
+            if await Self.probeOnce(runtime.definition.readiness, loop: loop) {
+                guard runtime.generation == generation, runtime.machine.state == .starting else { return }
+                handle(runtime, .ready)
+                return
+            }
+            do { try await loop.sleep(for: configuration.probeInterval) } catch { return }
+        }
+    }
+
+    static func probeOnce(_ readiness: Readiness, loop: EventLoop) async -> Bool {
+        switch readiness {
+        case .none, .notify:
+            return true
+        case .tcp(let port):
+            guard let channel = try? await StreamChannel.connect(on: loop, host: "127.0.0.1", port: port) else { return false }
+            await channel.close()
+            return true
+        case .http(let url):
+            return await HTTPProbe.get(url, loop: loop)
+        case .exec(let argv):
+            var options = ProcessOptions(argv)
+            options.stdout = .null
+            options.stderr = .null
+            guard let child = try? await ChildProcess.spawn(on: loop, options) else { return false }
+            return (try? await child.wait())?.succeeded ?? false
+        }
+    }
+
+    // MARK: - Helpers
+
+    static func seconds(_ duration: Duration) -> Double {
+        Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+    }
+
+    static func userIDs(_ name: String) -> (uid: uid_t, gid: gid_t)? {
+        guard let entry = getpwnam(name) else { return nil }
+        return (entry.pointee.pw_uid, entry.pointee.pw_gid)
+    }
+
+    /// The host's environment: services inherit it (PATH, HOME, LANG...), then their own `env`.
+    static func hostEnvironment() -> [String: String] {
+        var out: [String: String] = [:]
+        var pointer = environ
+        while let entry = pointer.pointee {
+            let text = String(cString: entry)
+            if let equals = text.firstIndex(of: "=") {
+                out[String(text[..<equals])] = String(text[text.index(after: equals)...])
+            }
+            pointer += 1
+        }
+        return out
+    }
+}
+
+/// One service's live state, owned by the supervisor actor (never shared outside it).
+final class ServiceRuntime {
+    private(set) var definition: ServiceDefinition
+    var machine: ServiceMachine
+    var id: EntryID { definition.id }
+    /// Meant to run: auto_start, a start by hand, or a restart under way.
+    var wanted = false
+    var removed = false
+    var process: ChildProcess?
+    var processID: PID?
+    var lastPID: Int32?
+    var lastStatus: TerminationStatus?
+    var startedAt: ContinuousClock.Instant?
+    /// Counts spawns; callbacks of an older process are ignored.
+    var generation = 0
+    var timers: [ServiceMachine.Timer: Task<Void, Never>] = [:]
+    var timerGenerations: [ServiceMachine.Timer: Int] = [:]
+    var timerGeneration = 0
+    var watchdogTimer: Task<Void, Never>?
+    var notify: DatagramReceiver?
+    var notifyStatus: String?
+    var ring: LogRing
+    var followers: [Int: AsyncStream<LogLine>.Continuation] = [:]
+    var nextFollower = 0
+    var stateWaiters: [CheckedContinuation<Void, Never>] = []
+    var exitWaiters: [CheckedContinuation<Void, Never>] = []
+    var announcedWait: [EntryID] = []
+
+    init(definition: ServiceDefinition, logRingSize: Int) {
+        self.definition = definition
+        self.machine = ServiceMachine(policy: definition.restart, stopPolicy: definition.stop, startTimeout: definition.startTimeout,
+                                      seed: UInt64(truncatingIfNeeded: definition.id.description.hashValue))
+        self.ring = LogRing(capacity: logRingSize)
+    }
+
+    /// A new definition (the service is stopped): the restart history starts over.
+    func replace(_ definition: ServiceDefinition) {
+        self.definition = definition
+        machine = ServiceMachine(policy: definition.restart, stopPolicy: definition.stop, startTimeout: definition.startTimeout,
+                                 seed: UInt64(truncatingIfNeeded: definition.id.description.hashValue))
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String {
+        count >= width ? self : String(repeating: "0", count: width - count) + self
+    }
+}
