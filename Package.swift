@@ -59,6 +59,7 @@ let package = Package(
                 "Components",
                 "Registry",
                 "HTTPService",
+                "SwiftletKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

@@ -1,9 +1,11 @@
 import Core
 import HTTPService
 import Registry
+import Supervisor
 
 /// The admin API's requests and answers (documented in docs/ADMIN-API.md): registry reads,
-/// history, diff, rollback, apply, the live event stream, and health.
+/// history, diff, rollback, apply; services (list, start, stop, restart, logs); the live event
+/// stream, and health.
 ///
 /// Every answer is JSON (`{"error": {"code", "message"}}` for a failure) except `/v1/events`,
 /// which is a Server-Sent Events stream. The handler never throws: a bad request gets a 4xx
@@ -12,11 +14,13 @@ public struct AdminAPI: Sendable {
     public let registry: RegistryService
     public let reloader: RegistryReloader
     public let bus: EventBus
+    public let supervisor: Supervisor?
 
-    public init(registry: RegistryService, reloader: RegistryReloader, bus: EventBus) {
+    public init(registry: RegistryService, reloader: RegistryReloader, bus: EventBus, supervisor: Supervisor? = nil) {
         self.registry = registry
         self.reloader = reloader
         self.bus = bus
+        self.supervisor = supervisor
     }
 
     /// Answers one request; `user` is the caller's user id where the socket knows it.
@@ -25,6 +29,9 @@ public struct AdminAPI: Sendable {
         let segments = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         let query = request.queryItems
         do {
+            if segments.count >= 2, segments[0] == "v1", segments[1] == "services" {
+                return try await services(request, Array(segments.dropFirst(2)), query)
+            }
             let route = segments.joined(separator: "/")
             let entryRoute = segments.count == 4 && segments.prefix(3) == ["v1", "registry", "entries"]
             let allowed: String
@@ -60,6 +67,73 @@ public struct AdminAPI: Sendable {
             return AdminError(error.code == .unknownVersion ? 404 : 500, error.code.rawValue, error.description).response
         } catch {
             return AdminError(500, "internal", "\(error)").response
+        }
+    }
+
+    // MARK: - Services
+
+    private func services(_ request: HTTPRequest, _ rest: [String], _ query: [(name: String, value: String)]) async throws
+        -> HTTPResponse
+    {
+        guard let supervisor else { throw AdminError(404, "not_found", "this host runs no supervisor") }
+        switch (request.method, rest.count) {
+        case ("GET", 0):
+            let tree = query.contains { $0.name == "tree" && $0.value != "0" }
+            return .json(["services": .array(await supervisor.status().map { status in
+                guard tree, case .object(var object) = status.json, let pid = status.pid else { return status.json }
+                object["processes"] = .array(GroupRecords.members(of: pid).map {
+                    ["pid": .int(Int64($0.pid)), "command": .string($0.command)]
+                })
+                return .object(object)
+            })])
+        case ("GET", 1):
+            let id = try Self.entryID(rest[0])
+            guard let status = await supervisor.status(of: id) else { throw AdminError(404, "no_service", "there is no service \(id)") }
+            return .json(["service": status.json])
+        case ("POST", 2) where ["start", "stop", "restart"].contains(rest[1]):
+            let id = try Self.entryID(rest[0])
+            do {
+                switch rest[1] {
+                case "start":
+                    try await supervisor.start(id)
+                    await supervisor.waitFor(id, [.running, .backoff, .exited, .failed, .stopped])
+                case "stop": try await supervisor.stop(id)
+                default:
+                    try await supervisor.restart(id)
+                    await supervisor.waitFor(id, [.running, .backoff, .exited, .failed, .stopped])
+                }
+            } catch {
+                throw AdminError(404, "no_service", error.message)
+            }
+            let status = await supervisor.status(of: id)
+            return .json(["service": status?.json ?? .null])
+        case ("GET", 2) where rest[1] == "logs":
+            let id = try Self.entryID(rest[0])
+            var count = 100
+            if let text = query.first(where: { $0.name == "n" })?.value {
+                guard let n = Int(text), n >= 0 else { throw AdminError(400, "bad_query", "n must be a number of lines") }
+                count = n
+            }
+            let follow = query.contains { $0.name == "follow" && $0.value != "0" }
+            do {
+                if follow {
+                    let lines = try await supervisor.followLogs(id, last: count)
+                    let (events, continuation) = AsyncStream.makeStream(of: ServerSentEvent.self)
+                    let forward = Task {
+                        for await line in lines { continuation.yield(ServerSentEvent(event: "log", data: line.json.encoded())) }
+                        continuation.finish()
+                    }
+                    continuation.onTermination = { _ in forward.cancel() }
+                    return .serverSentEvents(events)
+                }
+                return .json(["service": .string(id.description), "lines": .array(try await supervisor.logs(id, last: count).map(\.json))])
+            } catch {
+                throw AdminError(404, "no_service", error.message)
+            }
+        case (_, 0), (_, 1), (_, 2):
+            throw AdminError(405, "method_not_allowed", "\(request.method) is not allowed on \(request.path)")
+        default:
+            throw AdminError(404, "not_found", "no admin endpoint \(request.path)")
         }
     }
 

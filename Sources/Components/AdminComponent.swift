@@ -14,7 +14,7 @@ import Glibc
 /// removed first: the state folder's lock says no other host owns it.
 public struct AdminComponent: Component {
     public let id = "admin"
-    public let dependencies = ["registry"]
+    public let dependencies = ["registry", "supervisor"]
     public let socketPath: String
 
     private let running = ServerBox()
@@ -29,7 +29,7 @@ public struct AdminComponent: Component {
         let loop = try context.require(.loop)
         let api = AdminAPI(
             registry: try context.require(.registry), reloader: try context.require(.registryReloader),
-            bus: try context.require(.eventBus))
+            bus: try context.require(.eventBus), supervisor: context.get(.supervisor))
         unlink(socketPath)
         let listener = try await StreamListener.unix(on: loop, path: socketPath, mode: 0o600)
         let server = HTTPServer(listener: listener) { request in

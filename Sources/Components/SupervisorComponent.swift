@@ -30,12 +30,16 @@ public struct SupervisorComponent: Component {
 
     /// `roost-exec` next to the running executable.
     public static func defaultExecHelper() -> String {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-        guard n > 0 else { return "roost-exec" }
-        let exe = String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        let exe = runningExecutable() ?? "./roost"
         let folder = exe.lastIndex(of: "/").map { String(exe[..<$0]) } ?? "."
         return folder + "/roost-exec"
+    }
+
+    static func runningExecutable() -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     public func load(_ context: AppContext) async throws {
@@ -45,6 +49,7 @@ public struct SupervisorComponent: Component {
         var configuration = Supervisor.Configuration(
             execHelper: execHelper, runPath: runPath, kind: ServiceKind(registryRoot: registryRoot))
         configuration.logRingSize = 1000
+        configuration.hostExecutable = Self.runningExecutable()
         let supervisor = Supervisor(
             loop: try context.require(.loop), bus: try context.require(.eventBus),
             pids: try context.require(.pidGenerator), logger: try context.require(.logger), configuration: configuration)

@@ -226,7 +226,10 @@ struct ServiceReader {
             fail("exec", "'\(program)' is not an executable file")
             return nil
         }
-        return path
+        // Absolute and canonical: the service may run in another working directory.
+        guard let resolved = realpath(path, nil) else { return path }
+        defer { free(resolved) }
+        return String(cString: resolved)
     }
 
     mutating func readLimits(_ value: JSON?) -> ServiceLimits {

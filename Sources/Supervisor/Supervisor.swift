@@ -81,6 +81,8 @@ public actor Supervisor: RegistryParticipant {
         public var logLineBound = 16 * 1024
         public var logRingSize = 1000
         public var probeInterval: Duration = .milliseconds(100)
+        /// Given to services as `ROOST_BIN`, so a script can run `"$ROOST_BIN" notify --ready`.
+        public var hostExecutable: String?
 
         public init(execHelper: String, runPath: String, kind: ServiceKind) {
             self.execHelper = execHelper
@@ -371,6 +373,7 @@ public actor Supervisor: RegistryParticipant {
         environment["ROOST_SERVICE"] = runtime.id.description
         environment["ROOST_PID"] = processID.description
         environment["ROOST_HOST_TOKEN"] = token
+        if let host = configuration.hostExecutable { environment["ROOST_BIN"] = host }
         environment["NOTIFY_SOCKET"] = nil
         environment["WATCHDOG_USEC"] = nil
         let notifyPath = configuration.runPath + "/notify/\(runtime.id.namespace).\(runtime.id.name).sock"

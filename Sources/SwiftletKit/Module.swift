@@ -1,2 +1,2 @@
-// Module SwiftletKit: the SDK a swiftlet author imports (request, response, sd_notify helpers).
-// It never depends on the host. It holds no code yet.
+// Module SwiftletKit: the SDK a swiftlet author imports. It never depends on the host. So far it
+// holds the sd_notify helpers (`Notify`); request and response types come with the HTTP issue.

@@ -17,7 +17,10 @@ struct Roost: AsyncParsableCommand {
             128+N when a second signal N cuts a graceful stop short.
             """,
         version: RoostVersion.string,
-        subcommands: [RunCommand.self, RegistryCommand.self, EventsCommand.self, VersionCommand.self]
+        subcommands: [
+            RunCommand.self, RegistryCommand.self, EventsCommand.self, PSCommand.self, StartCommand.self, StopCommand.self,
+            RestartCommand.self, LogsCommand.self, NotifyCommand.self, VersionCommand.self,
+        ]
     )
 
     /// Parses and runs; errors in the command line exit 2 with one line on stderr.

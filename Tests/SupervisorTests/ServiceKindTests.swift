@@ -108,7 +108,8 @@ private func entries(_ yaml: String, path: String = "svc.yaml") -> [Entry] {
         #expect(kind.validate(list[0]).map(\.message) == ["'exec': './bin/plain' is not an executable file"])
         #expect(kind.validate(list[1]).map(\.message) == ["'exec': 'no-such-program-anywhere' is not found in PATH"])
         #expect(kind.validate(list[2]).isEmpty)
-        #expect(kind.definition(of: list[2])?.exec == [folder + "/./bin/run"])
+        #expect(kind.definition(of: list[2])?.exec.first?.hasSuffix("/svc-kind-\(getpid())/bin/run") == true)
+        #expect(kind.definition(of: list[2])?.exec.first?.hasPrefix("/") == true)
     }
 
     @Test func requiresCyclesAreRefusedByTheRegistry() throws {
