@@ -226,10 +226,24 @@ struct ServiceReader {
             fail("exec", "'\(program)' is not an executable file")
             return nil
         }
-        // Absolute and canonical: the service may run in another working directory.
-        guard let resolved = realpath(path, nil) else { return path }
-        defer { free(resolved) }
-        return String(cString: resolved)
+        // Absolute (the service may run in another working directory), but links are kept: some
+        // programs look at the name they were started by.
+        return Self.absolute(path)
+    }
+
+    static func absolute(_ path: String) -> String {
+        var parts: [Substring] = []
+        var full = path
+        if !path.hasPrefix("/") {
+            var buffer = [CChar](repeating: 0, count: 4096)
+            if getcwd(&buffer, buffer.count) != nil {
+                full = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/" + path
+            }
+        }
+        for part in full.split(separator: "/") where part != "." {
+            if part == "..", !parts.isEmpty { parts.removeLast() } else if part != ".." { parts.append(part) }
+        }
+        return "/" + parts.joined(separator: "/")
     }
 
     mutating func readLimits(_ value: JSON?) -> ServiceLimits {
