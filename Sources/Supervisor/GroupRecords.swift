@@ -102,12 +102,14 @@ public struct GroupRecords: Sendable {
         return fields.count > 3 ? Int32(fields[3]) : nil
     }
 
-    /// The process group id (field 5), for listing what runs in a service's group.
+    /// The process group id (field 5), for listing what runs in a service's group; nil for a
+    /// zombie (dead, waiting to be reaped by whoever inherited it), which runs nothing.
     static func group(of pid: Int32) -> Int32? {
         let stat = read("/proc/\(pid)/stat")
         guard let close = stat.lastIndex(of: ")") else { return nil }
         let fields = stat[stat.index(after: close)...].split(separator: " ")
-        return fields.count > 2 ? Int32(fields[2]) : nil
+        guard fields.count > 2, fields[0] != "Z", fields[0] != "X" else { return nil }
+        return Int32(fields[2])
     }
 
     static func environment(of pid: Int32) -> [String] {

@@ -433,7 +433,7 @@ public actor Supervisor: RegistryParticipant {
         Task {
             let status = (try? await child.wait()) ?? TerminationStatus(code: -1, signal: SIGKILL)
             // Nothing of the service may outlive its main process.
-            _ = await child.signalGroup(SIGKILL)
+            await Self.killGroup(child, loop: self.loop)
             for reader in readers { await reader.value }
             self.exited(runtime, child, processID: processID, status: status, generation: generation)
         }
@@ -570,6 +570,16 @@ public actor Supervisor: RegistryParticipant {
     }
 
     // MARK: - Helpers
+
+    /// SIGKILL to what is left of the group, and a wait (up to a second) until it is gone: a
+    /// killed process takes a moment to exit, and "stopped" must mean gone.
+    static func killGroup(_ child: ChildProcess, loop: EventLoop) async {
+        guard await child.signalGroup(SIGKILL) else { return }  // the group was empty
+        for _ in 0..<1000 {
+            if GroupRecords.members(of: child.pid).isEmpty { return }
+            try? await loop.sleep(for: .milliseconds(1))
+        }
+    }
 
     static func seconds(_ duration: Duration) -> Double {
         Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18

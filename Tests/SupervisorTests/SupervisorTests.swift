@@ -1,0 +1,245 @@
+import Core
+import Foundation
+import Logging
+import Registry
+import Testing
+
+@testable import Supervisor
+
+/// A built executable next to the test bundle (`roost-exec`, `roost`).
+func builtExecutable(_ name: String) throws -> String {
+    guard let resolved = realpath(CommandLine.arguments[0], nil) else { throw UVError(-errno, "realpath") }
+    let bundle = String(cString: resolved)
+    free(resolved)
+    let path = (bundle.lastIndex(of: "/").map { String(bundle[..<$0]) } ?? ".") + "/" + name
+    try #require(access(path, X_OK) == 0, "build the \(name) product first: \(path) is missing")
+    return path
+}
+
+/// A registry with the service kind and a supervisor taking part in it, on a real loop.
+final class SupervisorFixture {
+    let loop = EventLoop(name: "supervisor-test")
+    let bus = EventBus()
+    let folder: String
+    let registry: RegistryService
+    let supervisor: Supervisor
+    let events: EventSubscription
+
+    init() async throws {
+        var template = Array("/tmp/roost-supervisor-XXXXXX".utf8CString)
+        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
+        folder = String(cString: try #require(made))
+        let kinds = try KindTable([RegistryEntryKind(), ServiceKind(registryRoot: folder)])
+        registry = try RegistryService(kinds: kinds, history: try HistoryStore.open(path: folder + "/registry.db"), bus: bus)
+        var configuration = Supervisor.Configuration(
+            execHelper: try builtExecutable("roost-exec"), runPath: folder + "/run", kind: ServiceKind(registryRoot: folder))
+        configuration.hostExecutable = try builtExecutable("roost")
+        var logger = Logger(label: "supervisor-test")
+        logger.logLevel = .critical
+        supervisor = Supervisor(loop: loop, bus: bus, pids: PIDGenerator(node: "test"), logger: logger, configuration: configuration)
+        await supervisor.prepare()
+        await registry.add(supervisor)
+        events = try bus.subscribe("**", bufferSize: 100_000)
+    }
+
+    /// Applies `yaml` as the folder's one file.
+    @discardableResult
+    func apply(_ yaml: String) async -> ApplyOutcome {
+        let outcome = await registry.apply(LoadResult(files: [RegistryFile.parse(yaml, path: "svc.yaml")]), context: ApplyContext(source: .admin))
+        #expect(outcome.errors.isEmpty, "\(outcome.errors)")
+        return outcome
+    }
+
+    func status(_ id: String) async -> ServiceStatus? { await supervisor.status(of: EntryID(id)!) }
+
+    func waitFor(_ id: String, _ states: Set<ServiceState>) async { await supervisor.waitFor(EntryID(id)!, states) }
+
+    func close() async {
+        await supervisor.shutdown()
+        await loop.shutdownGracefully()
+        try? FileManager.default.removeItem(atPath: folder)
+    }
+}
+
+func service(_ name: String, _ exec: String, _ lifecycle: String = "{auto_start: true}", env: String = "{}") -> String {
+    "  - {name: \(name), kind: swiftlet.service, exec: \(exec), env: \(env), lifecycle: \(lifecycle)}\n"
+}
+
+func processExists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
+
+@Suite(.timeLimit(.minutes(1))) struct SupervisorTests {
+    @Test func killNineRestartsTheService() async throws {
+        let fixture = try await SupervisorFixture()
+        await fixture.apply("namespace: app\nentries:\n" + service("sleeper", "[/bin/sleep, '1000']"))
+        await fixture.waitFor("app:sleeper", [.running])
+        let first = try #require(await fixture.status("app:sleeper")?.pid)
+        kill(first, SIGKILL)
+        await fixture.waitFor("app:sleeper", [.backoff])
+        await fixture.waitFor("app:sleeper", [.running])
+        let status = try #require(await fixture.status("app:sleeper"))
+        #expect(status.pid != nil && status.pid != first)
+        #expect(status.restarts == 1)
+        #expect(status.lastExit == "killed by signal 9 (SIGKILL)")
+        await fixture.close()
+        #expect(!processExists(status.pid!))
+    }
+
+    @Test func neverPolicyStaysExited() async throws {
+        let fixture = try await SupervisorFixture()
+        await fixture.apply("namespace: app\nentries:\n" + service("once", "[/bin/sh, -c, 'exit 4']", "{auto_start: true, restart: {policy: never}}"))
+        await fixture.waitFor("app:once", [.exited])
+        let status = try #require(await fixture.status("app:once"))
+        #expect(status.state == .exited && status.restarts == 0 && status.lastExit == "exit code 4")
+        await fixture.close()
+    }
+
+    @Test func stopEscalatesToKillForAChildThatIgnoresTerm() async throws {
+        let fixture = try await SupervisorFixture()
+        let stubborn = #"[/bin/sh, -c, 'trap "" TERM; echo up; while :; do sleep 0.05; done']"#
+        await fixture.apply("namespace: app\nentries:\n" + service("stubborn", stubborn, "{auto_start: true, stop: {timeout: 300ms}}"))
+        await fixture.waitFor("app:stubborn", [.running])
+        let pid = try #require(await fixture.status("app:stubborn")?.pid)
+        let started = ContinuousClock.now
+        try await fixture.supervisor.stop(EntryID("app:stubborn")!)
+        let elapsed = ContinuousClock.now - started
+        let status = try #require(await fixture.status("app:stubborn"))
+        #expect(status.state == .stopped)
+        #expect(status.lastExit == "killed by signal 9 (SIGKILL)")
+        #expect(elapsed >= .milliseconds(300))
+        #expect(GroupRecords.members(of: pid).isEmpty)
+        await fixture.close()
+    }
+
+    @Test func theWholeGroupIsGoneAfterStopAndAfterTheMainProcessExits() async throws {
+        let fixture = try await SupervisorFixture()
+        let family = "[/bin/sh, -c, 'sleep 1000 & sleep 1000 & echo started; wait']"
+        await fixture.apply("namespace: app\nentries:\n" + service("family", family) + service("parent", "[/bin/sh, -c, 'sleep 1000 & exit 0']", "{auto_start: true, restart: {policy: never}}"))
+        await fixture.waitFor("app:family", [.running])
+        let pid = try #require(await fixture.status("app:family")?.pid)
+        // Wait for the two grandchildren to exist.
+        var lines = try await fixture.supervisor.followLogs(EntryID("app:family")!, last: 10).makeAsyncIterator()
+        _ = await lines.next()
+        #expect(GroupRecords.members(of: pid).count == 3)
+        try await fixture.supervisor.stop(EntryID("app:family")!)
+        #expect(GroupRecords.members(of: pid).isEmpty)
+
+        // A main process that exits leaves no grandchild behind either.
+        await fixture.waitFor("app:parent", [.exited])
+        var iterator = fixture.events.makeAsyncIterator()
+        var parentPID: Int32?
+        while parentPID == nil, let event = await iterator.next() {
+            if event.topic == "process.exited", event.data["service"] == "app:parent" { parentPID = event.data["pid"]?.intValue.map(Int32.init) }
+        }
+        #expect(GroupRecords.members(of: try #require(parentPID)).isEmpty)
+        await fixture.close()
+    }
+
+    @Test func notifyReadinessAndAMissedWatchdog() async throws {
+        let fixture = try await SupervisorFixture()
+        let ready = #"[/bin/sh, -c, 'sleep 0.2; "$ROOST_BIN" notify --ready --status warming; exec sleep 1000']"#
+        let silent = #"[/bin/sh, -c, '"$ROOST_BIN" notify --ready; exec sleep 1000']"#
+        await fixture.apply("namespace: app\nentries:\n"
+            + service("ready", ready, "{auto_start: true, readiness: notify}")
+            + service("silent", silent, "{auto_start: true, readiness: notify, watchdog: 300ms, restart: {initial_delay: 10ms, jitter: 0}}"))
+        // Starting until it says READY=1, then running, with its STATUS shown.
+        #expect(await fixture.status("app:ready")?.state == .starting)
+        await fixture.waitFor("app:ready", [.running])
+        #expect(await fixture.status("app:ready")?.status == "warming")
+        // The silent one never feeds its watchdog: killed and restarted.
+        await fixture.waitFor("app:silent", [.running])
+        await fixture.waitFor("app:silent", [.backoff])
+        #expect(await fixture.status("app:silent")?.lastExit == "watchdog not fed in time")
+        await fixture.waitFor("app:silent", [.running])
+        #expect(await fixture.status("app:silent")?.restarts == 1)
+        await fixture.close()
+    }
+
+    @Test func outputIsCapturedInOrderAndLongLinesAreSplitNotLost() async throws {
+        let fixture = try await SupervisorFixture()
+        // 200 numbered lines, one 40,000-byte line, then a last line without a newline.
+        let script = #"[/bin/sh, -c, 'i=1; while [ $i -le 200 ]; do echo line $i; i=$((i+1)); done; head -c 40000 /dev/zero | tr "\0" x; echo; echo err >&2; printf end']"#
+        await fixture.apply("namespace: app\nentries:\n" + service("talker", script, "{auto_start: true, restart: {policy: never}}"))
+        await fixture.waitFor("app:talker", [.exited])
+        let lines = try await fixture.supervisor.logs(EntryID("app:talker")!, last: 1000)
+        let stdout = lines.filter { $0.stream == .stdout }
+        #expect(stdout.prefix(200).map(\.text) == (1...200).map { "line \($0)" })
+        let long = stdout.dropFirst(200).prefix(3)
+        #expect(long.map(\.text.count) == [16384, 16384, 40000 - 2 * 16384])
+        #expect(long.map(\.continued) == [true, true, false])
+        #expect(stdout.last?.text == "end")
+        #expect(lines.filter { $0.stream == .stderr }.map(\.text) == ["err"])
+        await fixture.close()
+    }
+
+    @Test func aVersionChangingOneServiceRestartsOnlyThatOneAndRollbackRestoresIt() async throws {
+        let fixture = try await SupervisorFixture()
+        let echo = #"[/bin/sh, -c, 'echo value=$VALUE; exec sleep 1000']"#
+        await fixture.apply("namespace: app\nentries:\n" + service("a", echo, env: "{VALUE: a1}") + service("b", echo, env: "{VALUE: b1}"))
+        await fixture.waitFor("app:a", [.running])
+        await fixture.waitFor("app:b", [.running])
+        let a1 = await fixture.status("app:a")?.pid, b1 = await fixture.status("app:b")?.pid
+        var follow = try await fixture.supervisor.followLogs(EntryID("app:b")!, last: 10).makeAsyncIterator()
+        #expect(await follow.next()?.text == "value=b1")
+        await fixture.apply("namespace: app\nentries:\n" + service("a", echo, env: "{VALUE: a1}") + service("b", echo, env: "{VALUE: b2}"))
+        // The new process says which definition it runs.
+        #expect(await follow.next()?.text == "value=b2")
+        #expect(await fixture.status("app:a")?.pid == a1)
+        let b2 = await fixture.status("app:b")?.pid
+        #expect(b2 != b1 && b2 != nil)
+        // Rollback is just another version: b gets its first definition back.
+        _ = await fixture.registry.rollback(to: 1)
+        #expect(await follow.next()?.text == "value=b1")
+        #expect(await fixture.status("app:a")?.pid == a1)
+        // Deleting a service stops it.
+        let b3 = try #require(await fixture.status("app:b")?.pid)
+        await fixture.apply("namespace: app\nentries:\n" + service("a", echo, env: "{VALUE: a1}"))
+        #expect(await fixture.status("app:b") == nil)
+        #expect(!processExists(b3))
+        await fixture.close()
+    }
+
+    @Test func aServiceStartsOnlyOnceWhatItRequiresIsRunning() async throws {
+        let fixture = try await SupervisorFixture()
+        let slow = #"[/bin/sh, -c, 'sleep 0.3; "$ROOST_BIN" notify --ready; exec sleep 1000']"#
+        await fixture.apply("namespace: app\nentries:\n"
+            + service("db", slow, "{auto_start: true, readiness: notify}")
+            + service("api", "[/bin/sleep, '1000']", "{auto_start: true, requires: db}"))
+        #expect(await fixture.status("app:api")?.state == .stopped)
+        await fixture.waitFor("app:api", [.running])
+        #expect(await fixture.status("app:db")?.state == .running)
+        // Starting events came in order: db's process first.
+        var started: [String] = []
+        var iterator = fixture.events.makeAsyncIterator()
+        while started.count < 2, let event = await iterator.next() {
+            if event.topic == "process.started", let service = event.data["service"]?.stringValue { started.append(service) }
+        }
+        #expect(started == ["app:db", "app:api"])
+        await fixture.close()
+    }
+
+    @Test func stateChangesArePublishedWithTheirDetails() async throws {
+        let fixture = try await SupervisorFixture()
+        await fixture.apply("namespace: app\nentries:\n"
+            + service("flaky", "[/bin/sh, -c, 'exit 7']", "{auto_start: true, restart: {initial_delay: 50ms, jitter: 0, max_restarts: 1}}"))
+        await fixture.waitFor("app:flaky", [.failed])
+        var iterator = fixture.events.makeAsyncIterator()
+        var states: [String] = []
+        var backoff: Event?
+        while let event = await iterator.next() {
+            guard event.topic.hasPrefix("supervisor.state.") else { continue }
+            #expect(event.path == "app:flaky")
+            states.append(String(event.topic.dropFirst("supervisor.state.".count)))
+            if event.topic == "supervisor.state.backoff" { backoff = event }
+            if event.topic == "supervisor.state.failed" { break }
+        }
+        #expect(states == ["starting", "running", "backoff", "starting", "running", "failed"])
+        #expect(backoff?.data["delay_ms"] == .double(50))
+        #expect(backoff?.data["exit_code"] == .int(7))
+        #expect(backoff?.data["restarts"] == .int(1))
+        // A person can start a failed service again.
+        try await fixture.supervisor.start(EntryID("app:flaky")!)
+        await fixture.waitFor("app:flaky", [.backoff, .failed])
+        #expect(await fixture.status("app:flaky")?.restarts ?? 0 <= 1)
+        await fixture.close()
+    }
+}
