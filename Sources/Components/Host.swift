@@ -195,6 +195,7 @@ public final class Host: Sendable {
                 throw HostError(.bootFailed, "the registry folder \(configuration.registryPath) is invalid "
                     + "(\(errors.count) \(errors.count == 1 ? "problem" : "problems"), listed above)")
             }
+            await context.get(.supervisor)?.boot()
             await reloader.startWatching()
         } catch {
             return await abortBoot(error)

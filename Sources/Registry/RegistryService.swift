@@ -17,8 +17,16 @@ import Glibc
 public protocol RegistryParticipant: Sendable {
     /// A name for logs and rejection messages, such as `supervisor`.
     var name: String { get }
+    /// Called once, when the participant joins, with the current state (version 0: empty): a
+    /// host that boots on an unchanged folder commits no version, yet its participants must know
+    /// what the registry holds.
+    func adopt(_ state: [EntryID: Entry], version: Int) async
     func review(_ proposal: RegistryProposal) async -> [RegistryError]
     func committed(_ commit: RegistryCommit) async
+}
+
+extension RegistryParticipant {
+    public func adopt(_ state: [EntryID: Entry], version: Int) async {}
 }
 
 /// A validated change about to become version `number`.
@@ -138,9 +146,12 @@ public actor RegistryService {
         return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
     }
 
-    /// Adds a participant; from the next apply on it reviews and receives every version.
-    public func add(_ participant: any RegistryParticipant) {
-        participants.append(participant)
+    /// Adds a participant: it adopts the current state, then reviews and receives every version.
+    public func add(_ participant: any RegistryParticipant) async {
+        await turns.withTurn {
+            await participant.adopt(state, version: currentVersion)
+            participants.append(participant)
+        }
     }
 
     /// The current version number (0 before the first commit).

@@ -102,6 +102,7 @@ public actor Supervisor: RegistryParticipant {
     private let origin: ContinuousClock.Instant
     private var services: [EntryID: ServiceRuntime] = [:]
     private var shuttingDown = false
+    private var booted = false
 
     public init(loop: EventLoop, bus: EventBus, pids: PIDGenerator, logger: Logger, configuration: Configuration) {
         self.loop = loop
@@ -133,6 +134,26 @@ public actor Supervisor: RegistryParticipant {
     // MARK: - Registry versions
 
     public func review(_ proposal: RegistryProposal) async -> [RegistryError] { [] }
+
+    /// The services of the registry as it is when the supervisor joins; none starts before `boot`.
+    public func adopt(_ state: [EntryID: Entry], version: Int) async {
+        for entry in state.values where entry.kind == ServiceKind.name {
+            guard let definition = configuration.kind.definition(of: entry) else {
+                logger.error("\(entry.id): definition unreadable; not started")
+                continue
+            }
+            let runtime = ServiceRuntime(definition: definition, logRingSize: configuration.logRingSize)
+            runtime.wanted = definition.autoStart
+            services[entry.id] = runtime
+        }
+    }
+
+    /// Boot phase 4, once the registry folder is applied: every `auto_start` service starts, in
+    /// `requires` order. Until then versions only define services.
+    public func boot() {
+        booted = true
+        for runtime in services.values.sorted(by: { $0.id < $1.id }) where runtime.wanted { beginWhenReady(runtime) }
+    }
 
     public func committed(_ commit: RegistryCommit) async {
         for entry in commit.order.deletes where entry.kind == ServiceKind.name {
@@ -170,6 +191,7 @@ public actor Supervisor: RegistryParticipant {
 
     public func start(_ id: EntryID) throws(SupervisorError) {
         guard let runtime = services[id] else { throw SupervisorError("there is no service \(id)") }
+        booted = true
         runtime.wanted = true
         beginWhenReady(runtime)
     }
@@ -227,7 +249,11 @@ public actor Supervisor: RegistryParticipant {
     /// Waits until service `id` is in one of `states` (for tests and tools).
     public func waitFor(_ id: EntryID, _ states: Set<ServiceState>) async {
         while let runtime = services[id], !states.contains(runtime.machine.state) {
-            await withCheckedContinuation { runtime.stateWaiters.append($0) }
+            // Checked again inside: a caller reaching this actor through a task executor may see
+            // the continuation body run only after other jobs of the loop, state changes included.
+            await withCheckedContinuation { continuation in
+                if states.contains(runtime.machine.state) { continuation.resume() } else { runtime.stateWaiters.append(continuation) }
+            }
         }
     }
 
@@ -254,7 +280,7 @@ public actor Supervisor: RegistryParticipant {
 
     /// Starts the service now if everything it requires runs; otherwise when it does.
     private func beginWhenReady(_ runtime: ServiceRuntime) {
-        guard runtime.wanted, !shuttingDown else { return }
+        guard runtime.wanted, booted, !shuttingDown else { return }
         switch runtime.machine.state {
         case .starting, .running, .stopping, .backoff: return
         case .stopped, .exited, .failed: break
@@ -487,7 +513,14 @@ public actor Supervisor: RegistryParticipant {
     private func stopAndWait(_ runtime: ServiceRuntime) async {
         handle(runtime, .stop)
         while runtime.process != nil || runtime.machine.state == .stopping {
-            await withCheckedContinuation { runtime.exitWaiters.append($0) }
+            await withCheckedContinuation { continuation in
+                // Checked again inside, as in `waitFor`.
+                if runtime.process != nil || runtime.machine.state == .stopping {
+                    runtime.exitWaiters.append(continuation)
+                } else {
+                    continuation.resume()
+                }
+            }
         }
     }
 

@@ -39,6 +39,7 @@ final class SupervisorFixture {
         supervisor = Supervisor(loop: loop, bus: bus, pids: PIDGenerator(node: "test"), logger: logger, configuration: configuration)
         await supervisor.prepare()
         await registry.add(supervisor)
+        await supervisor.boot()
         events = try bus.subscribe("**", bufferSize: 100_000)
     }
 
@@ -98,6 +99,9 @@ func processExists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
         let stubborn = #"[/bin/sh, -c, 'trap "" TERM; echo up; while :; do sleep 0.05; done']"#
         await fixture.apply("namespace: app\nentries:\n" + service("stubborn", stubborn, "{auto_start: true, stop: {timeout: 300ms}}"))
         await fixture.waitFor("app:stubborn", [.running])
+        // Its trap is set once it says so.
+        var output = try await fixture.supervisor.followLogs(EntryID("app:stubborn")!, last: 10).makeAsyncIterator()
+        #expect(await output.next()?.text == "up")
         let pid = try #require(await fixture.status("app:stubborn")?.pid)
         let started = ContinuousClock.now
         try await fixture.supervisor.stop(EntryID("app:stubborn")!)
