@@ -22,6 +22,8 @@ public actor DirectoryWatcher {
     public nonisolated let changes: AsyncStream<FileChange>
     private let continuation: AsyncStream<FileChange>.Continuation
     private var handle: UnsafeMutablePointer<uv_fs_event_t>?
+    /// The watched folder's device and inode: the watch follows them, not the path.
+    private var identity: (device: UInt64, inode: UInt64)?
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
@@ -39,6 +41,7 @@ public actor DirectoryWatcher {
 
     private func start() throws(UVError) {
         if loop.isStopped { continuation.finish(); throw UVError.closed("watch \(path)") }
+        identity = Self.identity(of: path)
         let h = LoopHandle.allocate(uv_fs_event_t.self)
         let rc = uv_fs_event_init(loop.uv, h)
         guard rc == 0 else { LoopHandle.free(h); throw UVError(rc, "uv_fs_event_init") }
@@ -59,16 +62,39 @@ public actor DirectoryWatcher {
 
     private func changed(name: String?, events: Int32, status: Int32) {
         guard status == 0 else { close(); return }
-        // inotify reports the removal (or move) of the watched folder itself as a rename; the
-        // watch is dead then, so the sequence ends instead of going quiet.
-        if events & Int32(UV_RENAME.rawValue) != 0, access(path, F_OK) != 0 {
-            close()
-            return
+        // inotify reports the removal (or move) of the watched folder itself as a rename named
+        // after the folder; the watch is dead (or follows the moved folder) then, so the sequence
+        // ends instead of going quiet. The path may already name a new folder by the time the
+        // event is read (`rm -r d && mkdir d`, or another folder renamed into place): only a
+        // child of that name makes the event an ordinary one.
+        if events & Int32(UV_RENAME.rawValue) != 0 {
+            let namesTheFolder = name == Self.lastComponent(of: path) && !Self.exists(path + "/" + (name ?? ""))
+            guard let current = Self.identity(of: path), let identity, current == identity, !namesTheFolder else {
+                close()
+                return
+            }
         }
         var kinds = Set<FileChange.Kind>()
         if events & Int32(UV_RENAME.rawValue) != 0 { kinds.insert(.renamed) }
         if events & Int32(UV_CHANGE.rawValue) != 0 { kinds.insert(.changed) }
         continuation.yield(FileChange(name: name, kinds: kinds))
+    }
+
+    private static func identity(of path: String) -> (device: UInt64, inode: UInt64)? {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return nil }
+        return (UInt64(info.st_dev), UInt64(info.st_ino))
+    }
+
+    private static func exists(_ path: String) -> Bool {
+        var info = stat()
+        return lstat(path, &info) == 0
+    }
+
+    private static func lastComponent(of path: String) -> String {
+        var trimmed = Substring(path)
+        while trimmed.count > 1, trimmed.hasSuffix("/") { trimmed.removeLast() }
+        return trimmed.lastIndex(of: "/").map { String(trimmed[trimmed.index(after: $0)...]) } ?? String(trimmed)
     }
 
     public func close() {

@@ -49,6 +49,21 @@ final class ReloaderFixture {
         }
         return nil
     }
+
+    /// As `nextOutcome()`, or nil when none comes within `limit` (for a change that may be lost).
+    func nextOutcome(within limit: Duration) async -> Event? {
+        let bus = self.bus
+        let deadline = Task {
+            try? await Task.sleep(for: limit)
+            if !Task.isCancelled { bus.publish(topic: "registry.test.deadline") }
+        }
+        defer { deadline.cancel() }
+        while let event = await iterator.next() {
+            if event.topic == "registry.test.deadline" { return nil }
+            if event.topic == "registry.version.committed" || event.topic == "registry.apply.rejected" { return event }
+        }
+        return nil
+    }
 }
 
 func entryFile(_ namespace: String, _ names: [String], value: Int = 0) -> String {
@@ -131,6 +146,32 @@ func entryFile(_ namespace: String, _ names: [String], value: Int = 0) -> String
         fixture.write("a.yaml", entryFile("app", ["one"], value: 2))
         let fixed = await fixture.nextOutcome()
         #expect(fixed?.topic == "registry.version.committed" && fixed?.path == "2")
+        await fixture.close()
+    }
+
+    /// `rm -r sub && mkdir sub` (or a new folder renamed over it) faster than the loop reads the
+    /// kernel's events: the new folder is watched like the old one was.
+    @Test func aFolderRemovedAndMadeAgainIsStillWatched() async throws {
+        let fixture = try ReloaderFixture()
+        let sub = fixture.folder.path + "/registry/sub"
+        mkdir(sub, 0o755)
+        fixture.write("sub/a.yaml", entryFile("app", ["one"]))
+        #expect(await fixture.reloader.reload(ApplyContext(source: .boot)).version == 1)
+        await fixture.reloader.startWatching()
+        _ = await fixture.nextOutcome()  // version 1
+
+        let remade = try await fixture.loop.submit {
+            unlink(sub + "/a.yaml") == 0 && rmdir(sub) == 0 && mkdir(sub, 0o755) == 0
+        }
+        try #require(remade)
+        fixture.write("sub/a.yaml", entryFile("app", ["one"], value: 1))
+        let first = await fixture.nextOutcome(within: .seconds(10))
+        #expect(first?.path == "2")
+
+        fixture.write("sub/a.yaml", entryFile("app", ["one"], value: 2))
+        let second = await fixture.nextOutcome(within: .seconds(5))
+        #expect(second?.path == "3", "a write into the new folder was not seen")
+        #expect(await fixture.registry.entries()[EntryID("app:one")!]?.data["v"] == .int(2))
         await fixture.close()
     }
 }

@@ -212,3 +212,56 @@ private func remainingChanges(of watcher: DirectoryWatcher, limit: Duration = .s
         #expect(try await loop.submit { openHandleCount(loop) } == 0)
     }
 }
+
+@Suite struct DirectoryWatcherReplacementTests {
+    /// A folder removed and made again (or another one renamed into its place) before the loop
+    /// reads the kernel's events: the watch followed the old folder, so the sequence must end,
+    /// even though the path exists again, or changes in the new folder are never seen.
+    @Test func replacingTheWatchedDirectoryFinishesChanges() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let parent = try #require(makeTemporaryDirectory())
+        defer { removeTree(parent) }
+        let directory = parent + "/watched"
+        try #require(mkdir(directory, 0o755) == 0)
+        let watcher = try await DirectoryWatcher.watch(directory, on: loop)
+        // On the loop, so that both steps happen before it reads the events.
+        let replaced = try await loop.submit { rmdir(directory) == 0 && mkdir(directory, 0o755) == 0 }
+        try #require(replaced)
+        _ = try await remainingChanges(of: watcher, limit: .seconds(5))
+        #expect(try await loop.submit { openHandleCount(loop) } == 0)
+    }
+
+    @Test func renamingAnotherDirectoryIntoItsPlaceFinishesChanges() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let parent = try #require(makeTemporaryDirectory())
+        defer { removeTree(parent) }
+        let directory = parent + "/watched"
+        try #require(mkdir(directory, 0o755) == 0)
+        try #require(mkdir(parent + "/.next", 0o755) == 0)
+        let watcher = try await DirectoryWatcher.watch(directory, on: loop)
+        let swapped = try await loop.submit {
+            rename(directory, parent + "/.old") == 0 && rename(parent + "/.next", directory) == 0
+        }
+        try #require(swapped)
+        _ = try await remainingChanges(of: watcher, limit: .seconds(5))
+        #expect(try await loop.submit { openHandleCount(loop) } == 0)
+    }
+
+    /// A file named like the folder inside it is an ordinary change, not the folder going away.
+    @Test func aChildNamedLikeTheFolderIsAnOrdinaryChange() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let parent = try #require(makeTemporaryDirectory())
+        defer { removeTree(parent) }
+        let directory = parent + "/watched"
+        try #require(mkdir(directory, 0o755) == 0)
+        let watcher = try await DirectoryWatcher.watch(directory, on: loop)
+        try #require(writeFile(directory + "/watched", []))
+        try #require(writeFile(directory + "/marker", []))
+        let seen = try await changes(of: watcher, until: { $0.name == "marker" }, limit: .seconds(5))
+        #expect(seen?.contains { $0.name == "watched" } == true)
+        await watcher.close()
+    }
+}
