@@ -254,16 +254,12 @@ public struct AdminAPI: Sendable {
             }
         }
         if patterns.isEmpty { patterns = [try! TopicPattern("**")] }
-        let subscription = bus.subscribe(patterns, name: "admin.events")
-        let (events, continuation) = AsyncStream.makeStream(of: ServerSentEvent.self)
-        let forward = Task {
-            for await event in subscription {
-                continuation.yield(ServerSentEvent(event: event.topic, data: event.json.encoded(), id: String(event.seq)))
-            }
-            continuation.finish()
-        }
-        continuation.onTermination = { _ in forward.cancel() }
-        return .serverSentEvents(events)
+        // Pulled as the client reads: a client that stops reading leaves its events in the bus's
+        // bounded buffer, which drops the oldest (and says so), rather than in the host's memory.
+        let cursor = SubscriptionCursor(bus.subscribe(patterns, name: "admin.events"))
+        return .serverSentEvents(pulling: {
+            await cursor.next().map { ServerSentEvent(event: $0.topic, data: $0.json.encoded(), id: String($0.seq)) }
+        })
     }
 
     // MARK: - Parsing
@@ -308,6 +304,19 @@ extension Event {
     public var json: JSON {
         ["topic": .string(topic), "path": .string(path), "data": data, "time": .double(time), "seq": .int(Int64(seq))]
     }
+}
+
+/// Where one event stream is in its subscription.
+///
+/// `@unchecked Sendable`: `next()` is called only by the stream's body, which the server's writer
+/// task iterates one element at a time, so `iterator` is never used by two tasks at once. Once
+/// the body is abandoned the cursor is freed, and with it the subscription.
+private final class SubscriptionCursor: @unchecked Sendable {
+    private var iterator: EventSubscription.AsyncIterator
+
+    init(_ subscription: EventSubscription) { iterator = subscription.makeAsyncIterator() }
+
+    func next() async -> Event? { await iterator.next() }
 }
 
 /// A failure answered to an admin client.

@@ -63,10 +63,25 @@ public struct HTTPResponse: Sendable {
             continuation.finish()
         }
         continuation.onTermination = { _ in forward.cancel() }
+        return eventStream(.stream(bytes), headers: headers)
+    }
+
+    /// A `text/event-stream` response that asks `next` for each event only when the client has
+    /// taken the previous one (nil ends the stream): a client that stops reading stops the asking,
+    /// so nothing piles up here and the producer's own buffer decides what is kept. `next` runs
+    /// in the task that writes to the client, one call at a time; when the client goes away
+    /// while it waits, that task is cancelled.
+    public static func serverSentEvents(
+        pulling next: @escaping @Sendable () async -> ServerSentEvent?, headers: HTTPHeaders = [:]
+    ) -> HTTPResponse {
+        eventStream(.stream(AsyncStream(unfolding: { await next()?.encoded() })), headers: headers)
+    }
+
+    private static func eventStream(_ body: HTTPBody, headers: HTTPHeaders) -> HTTPResponse {
         var headers = headers
         headers["Content-Type"] = "text/event-stream"
         if !headers.contains("Cache-Control") { headers["Cache-Control"] = "no-cache" }
-        return HTTPResponse(status: 200, headers: headers, body: .stream(bytes))
+        return HTTPResponse(status: 200, headers: headers, body: body)
     }
 
     /// The standard reason phrase for `status` (http_parser's table), or "" for an unknown one.
