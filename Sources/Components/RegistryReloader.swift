@@ -103,7 +103,17 @@ public actor RegistryReloader {
 
     /// Makes the set of watched folders equal `folders`; any new watcher means one more read, since
     /// a file written into a new folder before its watcher existed was seen by nobody.
+    ///
+    /// No folders means the root itself could not be read (removed, or being replaced): its parent
+    /// is watched instead, for changes of the root's name only, so that its return is applied.
     private func watch(_ folders: [String]) async {
+        var folders = folders
+        var onlyNamed: String?
+        if folders.isEmpty {
+            let (parent, name) = Self.split(folder.root)
+            folders = [parent]
+            onlyNamed = name
+        }
         let wanted = Set(folders)
         for (path, item) in watchers where !wanted.contains(path) {
             await item.watcher.close()
@@ -115,8 +125,9 @@ public actor RegistryReloader {
             do {
                 let watcher = try await DirectoryWatcher.watch(path, on: loop)
                 let task = Task { [weak self] in
-                    for await _ in watcher.changes {
+                    for await change in watcher.changes {
                         guard let self else { return }
+                        if let onlyNamed, change.name != onlyNamed { continue }
                         await self.changed()
                     }
                     // The folder went away (or the watcher closed): the next read forgets it.
@@ -129,6 +140,13 @@ public actor RegistryReloader {
             }
         }
         if added, !stopped { changed() }
+    }
+
+    /// The folder holding `path`, and `path`'s own name.
+    private static func split(_ path: String) -> (parent: String, name: String) {
+        guard let slash = path.lastIndex(of: "/") else { return (".", path) }
+        let parent = String(path[..<slash])
+        return (parent.isEmpty ? "/" : parent, String(path[path.index(after: slash)...]))
     }
 
     private func folderGone(_ path: String, watcher: DirectoryWatcher) {

@@ -174,4 +174,39 @@ func entryFile(_ namespace: String, _ names: [String], value: Int = 0) -> String
         #expect(await fixture.registry.entries()[EntryID("app:one")!]?.data["v"] == .int(2))
         await fixture.close()
     }
+
+    /// The whole folder removed (the running version stays), then made again, as a deployment that
+    /// replaces it does: the new folder is applied and watched.
+    @Test func aRegistryFolderRemovedAndMadeAgainIsAppliedAndWatched() async throws {
+        let fixture = try ReloaderFixture()
+        let root = fixture.folder.path + "/registry"
+        fixture.write("a.yaml", entryFile("app", ["one"]))
+        #expect(await fixture.reloader.reload(ApplyContext(source: .boot)).version == 1)
+        await fixture.reloader.startWatching()
+        _ = await fixture.nextOutcome()  // version 1
+
+        let removed = try await fixture.loop.submit { unlink(root + "/a.yaml") == 0 && rmdir(root) == 0 }
+        try #require(removed)
+        let rejected = await fixture.nextOutcome(within: .seconds(10))
+        #expect(rejected?.topic == "registry.apply.rejected")
+        #expect(await fixture.registry.version == 1)
+
+        // Made again whole, elsewhere, and renamed into place.
+        let next = fixture.folder.path + "/.next"
+        #expect(mkdir(next, 0o755) == 0)
+        let text = Array(entryFile("app", ["one"], value: 1).utf8)
+        let fd = open(next + "/a.yaml", O_WRONLY | O_CREAT, 0o644)
+        #expect(text.withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) } == text.count)
+        Glibc.close(fd)
+        #expect(rename(next, root) == 0)
+        var back = await fixture.nextOutcome(within: .seconds(5))
+        while back?.topic == "registry.apply.rejected" { back = await fixture.nextOutcome(within: .seconds(5)) }
+        #expect(back?.topic == "registry.version.committed" && back?.path == "2", "the folder made again was not seen")
+
+        fixture.write("a.yaml", entryFile("app", ["one"], value: 2))
+        let edited = await fixture.nextOutcome(within: .seconds(5))
+        #expect(edited?.path == "3")
+        #expect(await fixture.reloader.watchedFolders == [root])
+        await fixture.close()
+    }
 }
