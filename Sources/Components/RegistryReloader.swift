@@ -116,14 +116,21 @@ public actor RegistryReloader {
         }
         let wanted = Set(folders)
         for (path, item) in watchers where !wanted.contains(path) {
-            await item.watcher.close()
-            item.task.cancel()
             watchers[path] = nil
+            item.task.cancel()
+            await item.watcher.close()
         }
         var added = false
         for path in folders where watchers[path] == nil {
             do {
                 let watcher = try await DirectoryWatcher.watch(path, on: loop)
+                // Making a watcher suspends: a stop (which closed every watcher it found) or
+                // another reload that watched this path may have come in between.
+                if stopped || watchers[path] != nil {
+                    await watcher.close()
+                    if stopped { return }
+                    continue
+                }
                 let task = Task { [weak self] in
                     for await change in watcher.changes {
                         guard let self else { return }
@@ -193,11 +200,12 @@ public actor RegistryReloader {
         burstTask?.cancel()
         hangupTask?.cancel()
         await hangups?.close()
-        for (_, item) in watchers {
-            await item.watcher.close()
-            item.task.cancel()
-        }
+        let closing = watchers
         watchers.removeAll()
+        for (_, item) in closing {
+            item.task.cancel()
+            await item.watcher.close()
+        }
         await burstTask?.value
     }
 }

@@ -209,4 +209,19 @@ func entryFile(_ namespace: String, _ names: [String], value: Int = 0) -> String
         #expect(await fixture.reloader.watchedFolders == [root])
         await fixture.close()
     }
+
+    /// `stop()` while a reload is still adding watchers for the folders it read: once both have
+    /// returned, no folder is watched (a watcher added after the stop would live on, unowned).
+    @Test func stopDuringAReloadLeavesNoFolderWatched() async throws {
+        let fixture = try ReloaderFixture()
+        for i in 0..<200 { mkdir(fixture.folder.path + "/registry/d\(i)", 0o755) }
+        let reloader = fixture.reloader
+        let reload = Task { await reloader.reload(ApplyContext(source: .boot)) }
+        // The reload is adding watchers once the first is there (it adds them one at a time).
+        while await reloader.watchedFolders.isEmpty { await Task.yield() }
+        await reloader.stop()
+        _ = await reload.value
+        #expect(await reloader.watchedFolders.isEmpty)
+        await fixture.close()
+    }
 }
