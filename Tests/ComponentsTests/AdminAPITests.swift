@@ -122,4 +122,23 @@ final class AdminFixture: Sendable {
         await reader.close()
         await fixture.close()
     }
+
+    /// A client that leaves while its stream waits for the next event ends its subscription.
+    @Test func anIdleEventStreamClientThatLeavesEndsItsSubscription() async throws {
+        let fixture = try await AdminFixture()
+        let client = try fixture.rawClient()
+        let request = Array("GET /v1/events HTTP/1.1\r\nHost: roost\r\n\r\n".utf8)
+        try #require(request.withUnsafeBytes { write(client, $0.baseAddress, $0.count) } == request.count)
+        var head = [UInt8](repeating: 0, count: 512)
+        try #require(read(client, &head, head.count) > 0)  // the response head: the stream is open
+        #expect(fixture.bus.subscriberCount == 1)
+        close(client)
+        var polls = 0
+        while fixture.bus.subscriberCount > 0, polls < 1000 {
+            try await Task.sleep(for: .milliseconds(5))
+            polls += 1
+        }
+        #expect(fixture.bus.subscriberCount == 0)
+        await fixture.close()
+    }
 }
