@@ -194,7 +194,7 @@ public actor RegistryReloader {
         if changedDuringApply, !stopped { changed() }
     }
 
-    /// Stops watching; an apply under way finishes.
+    /// Stops watching; an apply under way (from a file change or SIGHUP) finishes first.
     public func stop() async {
         stopped = true
         burstTask?.cancel()
@@ -207,5 +207,7 @@ public actor RegistryReloader {
             await item.watcher.close()
         }
         await burstTask?.value
+        // A reload SIGHUP started finishes too; the closed signal watcher ends that task's loop.
+        await hangupTask?.value
     }
 }

@@ -70,7 +70,39 @@ func entryFile(_ namespace: String, _ names: [String], value: Int = 0) -> String
     "namespace: \(namespace)\nentries:\n" + names.map { "  - {name: \($0), kind: registry.entry, v: \(value)}\n" }.joined()
 }
 
-@Suite(.timeLimit(.minutes(1))) struct RegistryReloaderTests {
+/// A participant that, once armed, holds the next review until released.
+actor HoldingParticipant: RegistryParticipant {
+    nonisolated let name = "holding"
+    nonisolated let entered: AsyncStream<Void>
+    private let enteredSink: AsyncStream<Void>.Continuation
+    private var armed = false
+    private var released = false
+    private var waiting: CheckedContinuation<Void, Never>?
+
+    init() { (entered, enteredSink) = AsyncStream.makeStream(of: Void.self) }
+
+    func arm() { armed = true }
+
+    func release() {
+        released = true
+        waiting?.resume()
+        waiting = nil
+    }
+
+    func review(_ proposal: RegistryProposal) async -> [RegistryError] {
+        guard armed else { return [] }
+        enteredSink.yield()
+        if !released { await withCheckedContinuation { waiting = $0 } }
+        return []
+    }
+
+    private(set) var committedCount = 0
+
+    func committed(_ commit: RegistryCommit) async { committedCount += 1 }
+}
+
+// Serialized: one test sends SIGHUP to this process, which every started reloader would act on.
+@Suite(.serialized, .timeLimit(.minutes(1))) struct RegistryReloaderTests {
     @Test func editingAddingAndDeletingFilesAndFoldersEachCommitAVersion() async throws {
         let fixture = try ReloaderFixture()
         fixture.write("a.yaml", entryFile("app", ["one", "two"]))
@@ -222,6 +254,42 @@ func entryFile(_ namespace: String, _ names: [String], value: Int = 0) -> String
         await reloader.stop()
         _ = await reload.value
         #expect(await reloader.watchedFolders.isEmpty)
+        await fixture.close()
+    }
+
+    /// "Stops watching; an apply under way finishes": that holds for a reload SIGHUP started too,
+    /// so that no version is committed once the registry has stopped.
+    @Test func stopWaitsForAReloadThatSIGHUPStarted() async throws {
+        let fixture = try ReloaderFixture()
+        // No bursts during the test: only SIGHUP reloads.
+        let reloader = RegistryReloader(
+            loop: fixture.loop, folder: RegistryFolder(root: fixture.folder.path + "/registry"),
+            registry: fixture.registry, logger: Logger(label: "test"), quiet: .seconds(60), maxDelay: .seconds(60))
+        fixture.write("a.yaml", entryFile("app", ["one"]))
+        #expect(await reloader.reload(ApplyContext(source: .boot)).version == 1)
+        await reloader.startWatching()
+        let holding = HoldingParticipant()
+        await fixture.registry.add(holding)
+        #expect(await fixture.registry.rollback(to: 0).version == 2)
+
+        await holding.arm()
+        var entered = holding.entered.makeAsyncIterator()
+        kill(getpid(), SIGHUP)
+        _ = await entered.next()  // the SIGHUP reload is in review
+
+        let stopping = Task { () -> Int in
+            await reloader.stop()
+            return await holding.committedCount
+        }
+        // A stop that waits for the reload waits for this release too: it comes after a while.
+        let releasing = Task {
+            try? await Task.sleep(for: .milliseconds(300))
+            await holding.release()
+        }
+        // Version 2 (the rollback) was committed before; version 3 is the SIGHUP reload's.
+        #expect(await stopping.value == 2, "stop returned while the SIGHUP reload was still applying")
+        await holding.release()
+        releasing.cancel()
         await fixture.close()
     }
 }
