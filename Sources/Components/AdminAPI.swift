@@ -164,8 +164,19 @@ public struct AdminAPI: Sendable {
 
     private func showEntry(_ text: String, _ query: [(name: String, value: String)]) async throws -> HTTPResponse {
         let id = try Self.entryID(text)
-        let (version, state) = try await stateAt(Self.optionalVersion(query, "version"))
-        guard let entry = state[id] else {
+        let version: Int
+        let found: Entry?
+        if let number = try Self.optionalVersion(query, "version") {
+            let history = registry.history
+            version = number
+            found = try await Self.offLoop { try history.state(at: number) }[id]
+        } else {
+            // One Finder: the version and the entry come from the same state.
+            let finder = await registry.finder()
+            version = finder.version
+            found = finder.entry(id)
+        }
+        guard let entry = found else {
             throw AdminError(404, "no_entry", "there is no entry \(id) in version \(version)")
         }
         return .json(["version": .int(Int64(version)), "entry": entry.json])
@@ -196,16 +207,6 @@ public struct AdminAPI: Sendable {
         let history = registry.history
         let (before, after) = try await Self.offLoop { (try history.state(at: from), try history.state(at: to)) }
         return .json(RegistryDiff.json(from: from, to: to, before: before, after: after))
-    }
-
-    /// The state at `version` (the current one when nil), with its number.
-    private func stateAt(_ version: Int?) async throws -> (Int, [EntryID: Entry]) {
-        guard let version else {
-            let finder = await registry.finder()
-            return (finder.version, await registry.entries())
-        }
-        let history = registry.history
-        return (version, try await Self.offLoop { try history.state(at: version) })
     }
 
     // MARK: - Changes

@@ -25,6 +25,8 @@ public actor RegistryReloader {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
     private let turns = AsyncGate()
+    /// The folders the last read found.
+    private var lastFolders: [String]?
     private var watchers: [String: (watcher: DirectoryWatcher, task: Task<Void, Never>)] = [:]
     private var hangups: SignalWatcher?
     private var hangupTask: Task<Void, Never>?
@@ -59,7 +61,10 @@ public actor RegistryReloader {
             return (await registry.apply(read, from: folder, context: context), read.folders)
         }
         report(outcome, context: context)
-        if !stopped { await watch(folders) }
+        lastFolders = folders
+        // At boot the host starts watching once the version is in (`startWatching`); a rejected
+        // boot watches nothing, so its errors are reported once.
+        if !stopped, context.source != .boot { await watch(folders) }
         return outcome
     }
 
@@ -86,7 +91,7 @@ public actor RegistryReloader {
     /// Starts watching the folder (at its current shape) and SIGHUP.
     public func startWatching() async {
         guard !stopped else { return }
-        await watch(folder.read().folders)
+        await watch(lastFolders ?? [folder.root])
         do {
             let signals = try await SignalWatcher.watch([SIGHUP], on: loop)
             hangups = signals

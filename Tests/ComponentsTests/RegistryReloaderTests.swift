@@ -248,7 +248,8 @@ actor HoldingParticipant: RegistryParticipant {
         let fixture = try ReloaderFixture()
         for i in 0..<200 { mkdir(fixture.folder.path + "/registry/d\(i)", 0o755) }
         let reloader = fixture.reloader
-        let reload = Task { await reloader.reload(ApplyContext(source: .boot)) }
+        // Not a boot reload: at boot the host starts watching separately (`startWatching`).
+        let reload = Task { await reloader.reload(ApplyContext(source: .admin)) }
         // The reload is adding watchers once the first is there (it adds them one at a time).
         while await reloader.watchedFolders.isEmpty { await Task.yield() }
         await reloader.stop()
