@@ -3,7 +3,7 @@
 # Debian packages the build and the tests need (pkg-config finds libuv for SwiftPM).
 DEB_PACKAGES := libuv1-dev libhttp-parser-dev libsqlite3-dev pkg-config
 # Extra packages for `make bench` (tools Roost is compared with, and the load generators).
-BENCH_PACKAGES := hyperfine
+BENCH_PACKAGES := hyperfine bc runit s6 supervisor
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 SWIFT ?= swift
 
@@ -21,8 +21,10 @@ deps:
 build: deps
 	$(SWIFT) build
 
+# `swift build` builds one --product per call: the host, and roost-exec, which starts services.
 release: deps
 	$(SWIFT) build -c release --product roost
+	$(SWIFT) build -c release --product roost-exec
 
 run: release
 	.build/release/roost run --registry registry
@@ -39,8 +41,7 @@ bench-deps: deps
 		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; \
 	fi
 
-bench: bench-deps
-	$(SWIFT) build -c release --product roost
+bench: bench-deps release
 	$(SWIFT) build -c release --product core-bench
 	$(SWIFT) build -c release --product registry-bench
 	.build/release/core-bench
