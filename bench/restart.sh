@@ -12,7 +12,14 @@ kills=${2:-200}
 slow_kills=${3:-10}
 work=$(mktemp -d)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done; sleep 0.3; pkill -9 -f "$work" 2>/dev/null || true; rm -rf "$work"; }
+services=()  # the last service pid of each tool: runit, s6 and supervisord leave it running
+cleanup() {
+  for p in "${pids[@]}"; do kill -TERM "$p" 2>/dev/null || true; done
+  sleep 0.3
+  for p in "${services[@]}"; do kill -9 "$p" 2>/dev/null || true; done
+  pkill -9 -f "$work" 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 mkfifo "$work/fifo"
 exec 3<>"$work/fifo"
@@ -38,6 +45,7 @@ measure() {
     t1=${EPOCHREALTIME/./}
     samples+=($((t1 - t0)))
   done
+  services+=("$pid")
   local sorted
   sorted=$(printf '%s\n' "${samples[@]}" | sort -n)
   local p50 p99
