@@ -76,6 +76,10 @@ let ok = TerminationStatus(code: 0, signal: 0)
     @Test func commandsInspectRollBackAndApplyOnALiveHost() async throws {
         let live = try LiveHost(files: ["app.yaml": Self.app])
         #expect(try await live.start())
+        // The admin socket is for the host's user only.
+        var info = stat()
+        #expect(stat(live.folder.path + "/state/admin.sock", &info) == 0)
+        #expect(info.st_mode & S_IFMT == S_IFSOCK && info.st_mode & 0o777 == 0o600)
 
         var result = try await live.roost(["registry", "list"])
         #expect(result.status == ok)
