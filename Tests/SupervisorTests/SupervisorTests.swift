@@ -247,3 +247,31 @@ func processExists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
         await fixture.close()
     }
 }
+
+extension SupervisorTests {
+    @Test func limitsApplyInTheServiceProcess() async throws {
+        let fixture = try await SupervisorFixture()
+        let probe = #"[/bin/sh, -c, 'echo files=$(ulimit -n) cpu=$(ulimit -t) memory=$(ulimit -v)']"#
+        await fixture.apply("namespace: app\nentries:\n"
+            + service("limited", probe, "{auto_start: true, restart: {policy: never}}")
+                .replacingOccurrences(of: "env: {}", with: "env: {}, limits: {open_files: 64, cpu: 7s, memory: 512MiB}"))
+        await fixture.waitFor("app:limited", [.exited])
+        let lines = try await fixture.supervisor.logs(EntryID("app:limited")!, last: 10).map(\.text)
+        #expect(lines == ["files=64 cpu=7 memory=\(512 * 1024)"])
+        await fixture.close()
+    }
+
+    @Test func aUserOtherThanTheHostsNeedsRootAndOtherwiseRunsAsThatUser() async throws {
+        let fixture = try await SupervisorFixture()
+        await fixture.apply("namespace: app\nentries:\n"
+            + "  - {name: who, kind: swiftlet.service, exec: [/bin/sh, -c, 'id -un'], user: nobody, lifecycle: {auto_start: true, restart: {policy: never}}}\n")
+        if getuid() == 0 {
+            await fixture.waitFor("app:who", [.exited])
+            #expect(try await fixture.supervisor.logs(EntryID("app:who")!, last: 10).map(\.text) == ["nobody"])
+        } else {
+            await fixture.waitFor("app:who", [.backoff, .failed])
+            #expect(await fixture.status("app:who")?.lastExit == "user 'nobody' needs a host running as root")
+        }
+        await fixture.close()
+    }
+}
