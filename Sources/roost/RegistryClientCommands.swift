@@ -313,9 +313,11 @@ struct OfflineHistory {
                 return AdminClient.Answer(status: 404, body: ["error": ["message": .string("there is no entry \(id) in version \(version)")]])
             }
             return AdminClient.Answer(status: 200, body: ["version": .int(Int64(version)), "entry": entry.json])
-        } catch let error as RegistryError where error.code == .unknownVersion {
-            return AdminClient.Answer(status: 404, body: ["error": ["message": .string(error.message)]])
         } catch {
+            // The do block throws only RegistryError (typed throws).
+            if error.code == .unknownVersion {
+                return AdminClient.Answer(status: 404, body: ["error": ["message": .string(error.message)]])
+            }
             throw AdminClient.Failure.broken("cannot read the history: \(error)")
         }
     }
