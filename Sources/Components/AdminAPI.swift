@@ -184,20 +184,8 @@ public struct AdminAPI: Sendable {
 
     private func versions(_ query: [(name: String, value: String)]) async throws -> HTTPResponse {
         let history = registry.history
-        if let text = query.first(where: { $0.name == "entry" })?.value {
-            let id = try Self.entryID(text)
-            let rows = try await Self.offLoop { try history.history(of: id) }
-            return .json([
-                "entry": .string(id.description),
-                "versions": .array(rows.map { row in
-                    guard case .object(var object) = row.version.json else { return row.version.json }
-                    object["operation"] = .string(row.operation.rawValue)
-                    return .object(object)
-                }),
-            ])
-        }
-        let all = try await Self.offLoop { try history.versions() }
-        return .json(["versions": .array(all.map(\.json))])
+        let id = try query.first(where: { $0.name == "entry" }).map { try Self.entryID($0.value) }
+        return .json(try await Self.offLoop { try history.versionsJSON(of: id) })
     }
 
     private func diff(_ query: [(name: String, value: String)]) async throws -> HTTPResponse {

@@ -39,3 +39,19 @@ extension Version {
         return .object(object)
     }
 }
+
+extension HistoryStore {
+    /// The history as the admin API answers it (and `roost registry history` offline):
+    /// `{"versions": [version]}`, or with `id`, `{"entry", "versions": [version + "operation"]}`.
+    public func versionsJSON(of id: EntryID?) throws(RegistryError) -> JSON {
+        guard let id else { return ["versions": .array(try versions().map(\.json))] }
+        return [
+            "entry": .string(id.description),
+            "versions": .array(try history(of: id).map { row in
+                guard case .object(var object) = row.version.json else { return row.version.json }
+                object["operation"] = .string(row.operation.rawValue)
+                return .object(object)
+            }),
+        ]
+    }
+}

@@ -122,18 +122,14 @@ struct RegistryHistoryCommand: AsyncParsableCommand {
             try fail(unless: answer)
             if options.json { print(answer.body.encoded()); return }
             guard case .array(let versions)? = answer.body["versions"] else { return }
-            if id != nil {
-                printTable(["VERSION", "TIME", "SOURCE", "CHANGE", "USER", "MESSAGE"], versions.map { v in
-                    [v["version"]?.brief ?? "", isoTime(v["time"].flatMap(\.doubleValue) ?? 0), v["source"]?.brief ?? "",
-                     v["operation"]?.brief ?? "", v["user"]?.brief ?? "-", v["message"]?.brief ?? ""]
-                })
-            } else {
-                printTable(["VERSION", "TIME", "SOURCE", "CHANGES", "USER", "MESSAGE"], versions.map { v in
-                    [v["version"]?.brief ?? "", isoTime(v["time"].flatMap(\.doubleValue) ?? 0), v["source"]?.brief ?? "",
-                     "+\(v["created"]?.brief ?? "0") ~\(v["updated"]?.brief ?? "0") -\(v["deleted"]?.brief ?? "0")",
-                     v["user"]?.brief ?? "-", v["message"]?.brief ?? ""]
-                })
-            }
+            // With an id, each row says what that version did to the entry; otherwise how much it changed.
+            printTable(["VERSION", "TIME", "SOURCE", id == nil ? "CHANGES" : "CHANGE", "USER", "MESSAGE"], versions.map { v in
+                let change = id == nil
+                    ? "+\(v["created"]?.brief ?? "0") ~\(v["updated"]?.brief ?? "0") -\(v["deleted"]?.brief ?? "0")"
+                    : v["operation"]?.brief ?? ""
+                return [v["version"]?.brief ?? "", isoTime(v["time"].flatMap(\.doubleValue) ?? 0), v["source"]?.brief ?? "",
+                        change, v["user"]?.brief ?? "-", v["message"]?.brief ?? ""]
+            })
             if versions.isEmpty { print(id.map { "no version changed \($0)" } ?? "no versions yet") }
         }
     }
@@ -292,15 +288,7 @@ struct OfflineHistory {
     func history(_ id: EntryID?) throws -> AdminClient.Answer {
         let store = try open()
         do {
-            if let id {
-                let rows = try store.history(of: id)
-                return AdminClient.Answer(status: 200, body: ["entry": .string(id.description), "versions": .array(rows.map { row in
-                    var object = row.version.json.objectValue ?? [:]
-                    object["operation"] = .string(row.operation.rawValue)
-                    return .object(object)
-                })])
-            }
-            return AdminClient.Answer(status: 200, body: ["versions": .array(try store.versions().map(\.json))])
+            return AdminClient.Answer(status: 200, body: try store.versionsJSON(of: id))
         } catch {
             throw AdminClient.Failure.broken("cannot read the history: \(error)")
         }

@@ -53,11 +53,23 @@ func uptimeText(_ seconds: Double) -> String {
     return "\(s / 86400)d\(String(s % 86400 / 3600).leftPadded(to: 2))h"
 }
 
-/// start, stop and restart: one service, by id; prints the state it reached.
-struct ServiceAction {
-    static func run(_ action: String, _ id: String, _ options: ClientOptions) async throws {
+/// start, stop and restart: one service, by id; each prints the state it reached.
+protocol ServiceActionCommand: AsyncParsableCommand {
+    /// The admin API's action: start, stop or restart.
+    static var action: String { get }
+    var id: String { get }
+    var options: ClientOptions { get }
+}
+
+extension ServiceActionCommand {
+    func validate() throws {
+        if EntryID(id) == nil { throw ValidationError("'\(id)' is not an entry id (namespace:name)") }
+    }
+
+    func run() async throws {
         try await runClient {
-            let answer = try await AdminClient(statePath: options.statePath).send("POST", "/v1/services/\(urlEncoded(id))/\(action)")
+            let answer = try await AdminClient(statePath: options.statePath)
+                .send("POST", "/v1/services/\(urlEncoded(id))/\(Self.action)")
             try fail(unless: answer)
             if options.json { print(answer.body.encoded()); return }
             let service = answer.body["service"] ?? .null
@@ -68,31 +80,27 @@ struct ServiceAction {
     }
 }
 
-struct StartCommand: AsyncParsableCommand {
+struct StartCommand: ServiceActionCommand {
+    static let action = "start"
     static let configuration = CommandConfiguration(
         commandName: "start", abstract: "Start a service (also one that failed); waits until it runs or ends.")
     @Argument(help: ArgumentHelp("The service id, namespace:name.", valueName: "id")) var id: String
     @OptionGroup var options: ClientOptions
-    func validate() throws { if EntryID(id) == nil { throw ValidationError("'\(id)' is not an entry id (namespace:name)") } }
-    func run() async throws { try await ServiceAction.run("start", id, options) }
 }
 
-struct StopCommand: AsyncParsableCommand {
+struct StopCommand: ServiceActionCommand {
+    static let action = "stop"
     static let configuration = CommandConfiguration(
         commandName: "stop", abstract: "Stop a service (its stop signal to the whole group, then SIGKILL); waits until it is gone.")
     @Argument(help: ArgumentHelp("The service id, namespace:name.", valueName: "id")) var id: String
     @OptionGroup var options: ClientOptions
-    func validate() throws { if EntryID(id) == nil { throw ValidationError("'\(id)' is not an entry id (namespace:name)") } }
-    func run() async throws { try await ServiceAction.run("stop", id, options) }
 }
 
-struct RestartCommand: AsyncParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "restart", abstract: "Stop a service, then start it again.")
+struct RestartCommand: ServiceActionCommand {
+    static let action = "restart"
+    static let configuration = CommandConfiguration(commandName: "restart", abstract: "Stop a service, then start it again.")
     @Argument(help: ArgumentHelp("The service id, namespace:name.", valueName: "id")) var id: String
     @OptionGroup var options: ClientOptions
-    func validate() throws { if EntryID(id) == nil { throw ValidationError("'\(id)' is not an entry id (namespace:name)") } }
-    func run() async throws { try await ServiceAction.run("restart", id, options) }
 }
 
 struct LogsCommand: AsyncParsableCommand {

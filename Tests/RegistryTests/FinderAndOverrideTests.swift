@@ -166,7 +166,7 @@ import Testing
         let adjustments = FolderAdjustments(
             overrides: [try EntryOverride(parsing: "ns1:e1:port=9")], disabled: [Glob("ns2:e2")])
         let registry = RegistryFolder(root: folder.path, adjustments: adjustments)
-        var generator = SplitMix(seed: 5)
+        var generator = SplitMix64(seed: 5)
         var previous: RegistryFolder.Snapshot?
         var quick = 0, clean = 0
         // The override's entry and the disabled one live in a file that rarely changes.

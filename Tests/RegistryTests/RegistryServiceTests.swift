@@ -218,7 +218,7 @@ actor RecordingParticipant: RegistryParticipant {
 
     @Test func observerSeesExactlyTheChangeSetOfEveryVersion() async throws {
         let fixture = try RegistryFixture()
-        var generator = SplitMix(seed: 7)
+        var generator = SplitMix64(seed: 7)
         for round in 0..<25 {
             // A random subset of 12 names, each with a random value.
             var lines: [String] = []
@@ -251,7 +251,7 @@ actor RecordingParticipant: RegistryParticipant {
         // when validating the whole desired state finds no error or some.
         let fixture = try RegistryFixture()
         let kinds = fixture.service.kinds
-        var generator = SplitMix(seed: 11)
+        var generator = SplitMix64(seed: 11)
         var accepted = 0, refused = 0
         for round in 0..<300 {
             var lines: [String] = []
@@ -325,18 +325,5 @@ actor RecordingParticipant: RegistryParticipant {
         #expect(await reopened.version == 1)
         #expect(await reopened.entries().count == 3)
         guard case .unchanged = await fixture.apply(["app.yaml": Self.chain]) else { Issue.record("expected unchanged"); return }
-    }
-}
-
-/// A small deterministic generator for randomized tests.
-struct SplitMix {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }

@@ -159,7 +159,7 @@ let killed = TerminationStatus(code: 0, signal: 9)
     @Test func stopDuringBackoffCancelsTheRestart() {
         var d = Driver()
         d.feed(.start)
-        d.crash()
+        #expect(d.crash().last == .publish(.backoff))
         #expect(d.feed(.stop) == [.cancelTimer(.restart), .publish(.stopped)])
         #expect(d.feed(.timerFired(.restart)) == [])
     }
