@@ -79,13 +79,18 @@ public struct AdminAPI: Sendable {
         switch (request.method, rest.count) {
         case ("GET", 0):
             let tree = query.contains { $0.name == "tree" && $0.value != "0" }
-            return .json(["services": .array(await supervisor.status().map { status in
-                guard tree, case .object(var object) = status.json, let pid = status.pid else { return status.json }
-                object["processes"] = .array(GroupRecords.members(of: pid).map {
-                    ["pid": .int(Int64($0.pid)), "command": .string($0.command)]
-                })
-                return .object(object)
-            })])
+            let statuses = await supervisor.status()
+            // The tree scans /proc once per service: off the loop.
+            let services = try await Self.offLoop {
+                statuses.map { status -> JSON in
+                    guard tree, case .object(var object) = status.json, let pid = status.pid else { return status.json }
+                    object["processes"] = .array(GroupRecords.members(of: pid).map {
+                        ["pid": .int(Int64($0.pid)), "command": .string($0.command)]
+                    })
+                    return .object(object)
+                }
+            }
+            return .json(["services": .array(services)])
         case ("GET", 1):
             let id = try Self.entryID(rest[0])
             guard let status = await supervisor.status(of: id) else { throw AdminError(404, "no_service", "there is no service \(id)") }

@@ -608,8 +608,10 @@ public actor Supervisor: RegistryParticipant {
     /// killed process takes a moment to exit, and "stopped" must mean gone.
     static func killGroup(_ child: ChildProcess, loop: EventLoop) async {
         guard await child.signalGroup(SIGKILL) else { return }  // the group was empty
+        let pgid = child.pid
         for _ in 0..<1000 {
-            if GroupRecords.members(of: child.pid).isEmpty { return }
+            // Scanning /proc reads a file per process: not on the loop thread.
+            if await Task.detached(operation: { GroupRecords.members(of: pgid).isEmpty }).value { return }
             try? await loop.sleep(for: .milliseconds(1))
         }
     }
