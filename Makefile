@@ -29,9 +29,16 @@ release: deps
 run: release
 	.build/release/roost run --registry registry
 
+# The run's failures are repeated at its end, where a truncated CI log still shows them.
 test: deps
 	$(SWIFT) build --build-tests
-	$(SWIFT) test --skip-build
+	@mkdir -p .build; { $(SWIFT) test --skip-build 2>&1; echo $$? > .build/test-status; } | tee .build/test.log; \
+	status=$$(cat .build/test-status); \
+	if [ "$$status" -ne 0 ]; then \
+		echo "---- failures (repeated from above) ----"; \
+		grep -E '✘|error:|Fatal error|Crash' .build/test.log | grep -v '^✘ Test run with' | head -60; \
+	fi; \
+	exit $$status
 
 bench-deps: deps
 	@missing=""; \
