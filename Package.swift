@@ -79,8 +79,10 @@ let package = Package(
             dependencies: ["Core"],
             path: "bench/CoreBench"
         ),
-        .testTarget(name: "CoreTests", dependencies: ["Core"]),
-        .testTarget(name: "ComponentsTests", dependencies: ["Components", "Core", "Registry", "HTTPService"]),
+        // Helpers the test targets share (temporary folders); not part of any product.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
+        .testTarget(name: "ComponentsTests", dependencies: ["Components", "Core", "Registry", "HTTPService", "TestSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Core"]),
         .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "Core"]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Registry", "Core"]),

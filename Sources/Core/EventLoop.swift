@@ -80,8 +80,10 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
             return nil
         }, box.toOpaque())
         precondition(created == 0, "pthread_create failed: \(created)")
-        // Wait until the thread has published its id, so `inLoop` is right from the first call.
-        while threadID.load(ordering: .acquiring) == 0 { sched_yield() }
+        // The thread publishes its id too, first thing: whichever store comes first, `inLoop` is
+        // right on the loop thread from its start and (being false) on every other thread before.
+        // Nothing waits for the thread to be scheduled: work queued meanwhile runs when it is.
+        threadID.store(UInt(thread), ordering: .releasing)
     }
 
     deinit {

@@ -126,13 +126,12 @@ final class AdminFixture: Sendable {
     /// A client that leaves while its stream waits for the next event ends its subscription.
     @Test func anIdleEventStreamClientThatLeavesEndsItsSubscription() async throws {
         let fixture = try await AdminFixture()
-        let client = try fixture.rawClient()
-        let request = Array("GET /v1/events HTTP/1.1\r\nHost: roost\r\n\r\n".utf8)
-        try #require(request.withUnsafeBytes { write(client, $0.baseAddress, $0.count) } == request.count)
-        var head = [UInt8](repeating: 0, count: 512)
-        try #require(read(client, &head, head.count) > 0)  // the response head: the stream is open
+        let client = try await StreamChannel.connect(on: fixture.loop, unixPath: fixture.socketPath)
+        try await client.write(Array("GET /v1/events HTTP/1.1\r\nHost: roost\r\n\r\n".utf8))
+        let head = try await client.read()
+        try #require(head?.isEmpty == false)  // the response head: the stream is open
         #expect(fixture.bus.subscriberCount == 1)
-        close(client)
+        await client.closeAndWait()
         var polls = 0
         while fixture.bus.subscriberCount > 0, polls < 1000 {
             try await Task.sleep(for: .milliseconds(5))

@@ -3,6 +3,7 @@ import Core
 import Glibc
 import Logging
 import Testing
+import TestSupport
 
 /// The built `roost` executable: next to the test bundle, or `$ROOST_BIN`.
 func roostExecutable() throws -> String {
@@ -22,17 +23,11 @@ struct TemporaryFolder {
     let path: String
 
     init() throws {
-        var template = Array("/tmp/roost-test-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        try #require(made != nil)
-        path = String(cString: made!)
+        path = try #require(makeTemporaryDirectory())
     }
 
     func remove() {
-        _ = path.withCString { p in
-            // Only ever our own mkdtemp folder.
-            system("rm -rf '\(String(cString: p))'")
-        }
+        removeTree(path)
     }
 }
 
@@ -129,7 +124,8 @@ final class RoostProcess: Sendable {
         await roost.child.signal(SIGINT)
         let status = await roost.exit(within: .seconds(30))
         #expect(status == TerminationStatus(code: 128 + SIGINT, signal: 0))
-        #expect(clock.now - sent < .seconds(2))
+        // Far below the 30 s the first stop would take; generous for a loaded test runner.
+        #expect(clock.now - sent < .seconds(10))
     }
 
     @Test func jsonLogFormatWritesOneObjectPerLine() async throws {

@@ -2,6 +2,7 @@ import CLibUV
 import Core
 import Glibc
 import Testing
+import TestSupport
 
 // MARK: Helpers
 

@@ -2,37 +2,9 @@ import CLibUV
 import Core
 import Glibc
 import Testing
+import TestSupport
 
 // MARK: Helpers
-
-/// A fresh, empty directory under /tmp (mkdtemp), or nil when it cannot be made.
-func makeTemporaryDirectory(_ prefix: String = "roost-test") -> String? {
-    var template = Array("/tmp/\(prefix)-\(getpid())-XXXXXX".utf8CString)
-    return template.withUnsafeMutableBufferPointer { buffer in
-        mkdtemp(buffer.baseAddress!).map { String(cString: $0) }
-    }
-}
-
-/// Removes `path` and, for a directory, everything below it. Symbolic links are removed, not followed.
-func removeTree(_ path: String) {
-    var info = stat()
-    guard lstat(path, &info) == 0 else { return }
-    guard info.st_mode & S_IFMT == S_IFDIR else { unlink(path); return }
-    var names: [String] = []
-    if let directory = opendir(path) {
-        while let entry = readdir(directory) {
-            let name = withUnsafePointer(to: &entry.pointee.d_name) { raw in
-                raw.withMemoryRebound(to: CChar.self, capacity: MemoryLayout.size(ofValue: entry.pointee.d_name)) {
-                    String(cString: $0)
-                }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        closedir(directory)
-    }
-    for name in names { removeTree(path + "/" + name) }
-    rmdir(path)
-}
 
 /// Creates or truncates `path` with `bytes`; false when that failed.
 @discardableResult
@@ -228,7 +200,7 @@ private func remainingChanges(of watcher: DirectoryWatcher, limit: Duration = .s
         // On the loop, so that both steps happen before it reads the events.
         let replaced = try await loop.submit { rmdir(directory) == 0 && mkdir(directory, 0o755) == 0 }
         try #require(replaced)
-        _ = try await remainingChanges(of: watcher, limit: .seconds(5))
+        _ = try await remainingChanges(of: watcher)
         #expect(try await loop.submit { openHandleCount(loop) } == 0)
     }
 
@@ -245,7 +217,7 @@ private func remainingChanges(of watcher: DirectoryWatcher, limit: Duration = .s
             rename(directory, parent + "/.old") == 0 && rename(parent + "/.next", directory) == 0
         }
         try #require(swapped)
-        _ = try await remainingChanges(of: watcher, limit: .seconds(5))
+        _ = try await remainingChanges(of: watcher)
         #expect(try await loop.submit { openHandleCount(loop) } == 0)
     }
 
