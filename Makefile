@@ -21,10 +21,8 @@ deps:
 build: deps
 	$(SWIFT) build
 
-# `swift build` builds one --product per call: the host, and roost-exec, which starts services.
 release: deps
 	$(SWIFT) build -c release --product roost
-	$(SWIFT) build -c release --product roost-exec
 
 run: release
 	.build/release/roost run --registry registry

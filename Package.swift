@@ -6,7 +6,6 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "roost", targets: ["roost"]),
-        .executable(name: "roost-exec", targets: ["roost-exec"]),
         .library(name: "SwiftletKit", targets: ["SwiftletKit"]),
     ],
     dependencies: [
@@ -31,16 +30,19 @@ let package = Package(
             pkgConfig: "sqlite3",
             providers: [.apt(["libsqlite3-dev"])]
         ),
+        // The host's process spawn (vfork-style clone with a pidfd), in C: the child runs in the
+        // host's memory until it execs, where only system calls are safe.
+        .target(name: "CSpawn"),
         .target(
             name: "Core",
             dependencies: [
+                "CSpawn",
                 "CLibUV",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
             ]
         ),
-        // Supervisor and SwiftletKit hold no code yet (one comment file each); their issues fill
-        // them. The dependencies below are the direction DESIGN.md fixes.
+        // The dependencies below are the direction DESIGN.md fixes.
         .target(name: "Registry", dependencies: ["Core", "CSQLite", .product(name: "Yams", package: "Yams")]),
         .target(name: "Supervisor", dependencies: ["Core", "Registry"]),
         .target(name: "HTTPService", dependencies: ["Core", "Registry", "Supervisor", "CHTTPParser"]),
@@ -64,9 +66,6 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        // The exec step of every supervised process (user, parent-death signal, rlimits); C, so it
-        // adds well under a millisecond to a start.
-        .executableTarget(name: "roost-exec", path: "Sources/roost-exec"),
         // Commits versions until killed; the registry's durability test kills it with SIGKILL.
         .executableTarget(name: "history-crash-helper", dependencies: ["Registry"]),
         .executableTarget(

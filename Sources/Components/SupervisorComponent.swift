@@ -20,19 +20,10 @@ public struct SupervisorComponent: Component {
     public let dependencies = ["registry", "pidgen"]
     public let runPath: String
     public let registryRoot: String
-    public let execHelper: String
 
-    public init(runPath: String, registryRoot: String, execHelper: String = SupervisorComponent.defaultExecHelper()) {
+    public init(runPath: String, registryRoot: String) {
         self.runPath = runPath
         self.registryRoot = registryRoot
-        self.execHelper = execHelper
-    }
-
-    /// `roost-exec` next to the running executable.
-    public static func defaultExecHelper() -> String {
-        let exe = runningExecutable() ?? "./roost"
-        let folder = exe.lastIndex(of: "/").map { String(exe[..<$0]) } ?? "."
-        return folder + "/roost-exec"
     }
 
     static func runningExecutable() -> String? {
@@ -43,11 +34,7 @@ public struct SupervisorComponent: Component {
     }
 
     public func load(_ context: AppContext) async throws {
-        guard access(execHelper, X_OK) == 0 else {
-            throw HostError(.bootFailed, "the supervisor needs \(execHelper) (build the roost-exec product)")
-        }
-        var configuration = Supervisor.Configuration(
-            execHelper: execHelper, runPath: runPath, kind: ServiceKind(registryRoot: registryRoot))
+        var configuration = Supervisor.Configuration(runPath: runPath, kind: ServiceKind(registryRoot: registryRoot))
         configuration.logRingSize = 1000
         configuration.hostExecutable = Self.runningExecutable()
         let supervisor = Supervisor(

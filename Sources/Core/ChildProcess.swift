@@ -1,4 +1,5 @@
 import CLibUV
+import CSpawn
 
 #if canImport(Glibc)
 import Glibc
@@ -66,6 +67,36 @@ public struct ProcessOptions: Sendable {
     /// Starts the child in a new session and process group (led by the child), so that a signal
     /// to the group reaches everything it started.
     public var newProcessGroup = true
+    /// The user and group the child runs as (supplementary groups are dropped); needs a host
+    /// running as root. `nil`: the host's.
+    public var credentials: Credentials?
+    /// Resource limits, each set as both the soft and the hard limit.
+    public var limits = Limits()
+    /// The kernel kills the child (SIGKILL) when the host process ends, however it ends.
+    public var dieWithHost = false
+
+    public struct Credentials: Sendable, Hashable {
+        public var uid: uid_t
+        public var gid: gid_t
+        public init(uid: uid_t, gid: gid_t) {
+            self.uid = uid
+            self.gid = gid
+        }
+    }
+
+    public struct Limits: Sendable, Hashable {
+        /// RLIMIT_NOFILE.
+        public var openFiles: UInt64?
+        /// RLIMIT_AS, in bytes.
+        public var memoryBytes: UInt64?
+        /// RLIMIT_CPU, in seconds.
+        public var cpuSeconds: UInt64?
+        public init(openFiles: UInt64? = nil, memoryBytes: UInt64? = nil, cpuSeconds: UInt64? = nil) {
+            self.openFiles = openFiles
+            self.memoryBytes = memoryBytes
+            self.cpuSeconds = cpuSeconds
+        }
+    }
 
     public init(_ arguments: [String], environment: [String: String]? = nil, workingDirectory: String? = nil) {
         self.arguments = arguments
@@ -74,7 +105,9 @@ public struct ProcessOptions: Sendable {
     }
 }
 
-/// A child process started through libuv, so the loop's SIGCHLD handling is the only reaper.
+/// A child process, started with `roost_spawn` (a vfork-style clone: the host is not copied) and
+/// watched through its pidfd on the loop, so its exit is seen without a SIGCHLD handler and
+/// without asking every other child. Only this object reaps it.
 ///
 /// Contract: `wait()` returns the exit status once the child has been reaped (any number of callers,
 /// before or after the exit). `signal` is sent only while the child has not been reaped, so a
@@ -91,10 +124,11 @@ public actor ChildProcess {
     public nonisolated let inOwnProcessGroup: Bool
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
-    private var handle: UnsafeMutablePointer<uv_process_t>?
+    /// Polls the pidfd; closed once the child is reaped (or the loop shuts down).
+    private var handle: UnsafeMutablePointer<uv_poll_t>?
     private var status: TerminationStatus?
     private var waiters = Waiters<TerminationStatus>()
-    /// The loop closed the process handle before the child exited: its status cannot be known.
+    /// The loop closed the handle before the child exited: its status cannot be known.
     private var abandoned = false
     /// The process group was found empty.
     private var groupGone = false
@@ -110,7 +144,7 @@ public actor ChildProcess {
     }
 
     /// Starts a child. Throws when it cannot be started (no such program, not executable, bad
-    /// working directory); nothing is left open then.
+    /// working directory, a user or limit the host may not set); nothing is left open then.
     public static func spawn(on loop: EventLoop, _ options: ProcessOptions) async throws -> ChildProcess {
         guard !options.arguments.isEmpty else { throw UVError(UV_EINVAL.rawValue, "spawn: no program given") }
         return try await loop.submit { try spawnOnLoop(loop, options) }
@@ -118,68 +152,133 @@ public actor ChildProcess {
 
     private static func spawnOnLoop(_ loop: EventLoop, _ options: ProcessOptions) throws -> ChildProcess {
         loop.preconditionInLoop()
-        var pipes: [UnsafeMutablePointer<uv_pipe_t>?] = [nil, nil, nil]
-        var containers = [uv_stdio_container_t](repeating: uv_stdio_container_t(), count: 3)
+        // Pipes (socket pairs, as libuv makes them): the host's end is close-on-exec (no other child
+        // inherits it), the child's end becomes its standard descriptor and is closed here once
+        // the child has it.
+        var hostEnds: [Int32] = [-1, -1, -1]
+        var childEnds: [Int32] = [-1, -1, -1]
+        var stdio: [Int32] = [-1, -1, -1]
+        func closeAll(_ fds: [Int32]) { for fd in fds where fd >= 0 { Glibc.close(fd) } }
         for (fd, mode) in [options.stdin, options.stdout, options.stderr].enumerated() {
             switch mode {
             case .null:
-                containers[fd].flags = UV_IGNORE
+                stdio[fd] = -1
             case .inherit:
-                containers[fd].flags = UV_INHERIT_FD
-                containers[fd].data.fd = Int32(fd)
+                stdio[fd] = Int32(fd)
             case .fileDescriptor(let descriptor):
-                containers[fd].flags = UV_INHERIT_FD
-                containers[fd].data.fd = descriptor
+                stdio[fd] = descriptor
             case .pipe:
-                let p = LoopHandle.allocate(uv_pipe_t.self)
-                uv_pipe_init(loop.uv, p, 0)
-                pipes[fd] = p
-                let direction = fd == 0 ? UV_READABLE_PIPE : UV_WRITABLE_PIPE
-                containers[fd].flags = uv_stdio_flags(UV_CREATE_PIPE.rawValue | direction.rawValue)
-                containers[fd].data.stream = LoopHandle.stream(p)
+                var ends: [Int32] = [-1, -1]
+                let piped = roost_stdio_pair(&ends)
+                guard piped == 0 else {
+                    let error = UVError(piped, "spawn \(options.arguments[0]): pipe")
+                    closeAll(hostEnds + childEnds)
+                    throw error
+                }
+                // The child reads its stdin from the pipe and writes its output into one.
+                (hostEnds[fd], childEnds[fd]) = fd == 0 ? (ends[1], ends[0]) : (ends[0], ends[1])
+                stdio[fd] = childEnds[fd]
             }
         }
 
         let argv = CStringArray(options.arguments)
         let envp = options.environment.map { env in CStringArray(env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }) }
-        let process = LoopHandle.allocate(uv_process_t.self)
-        var uvOptions = uv_process_options_t()
-        uvOptions.exit_cb = { h, exitStatus, signal in
-            let child = LoopHandle.owner(of: h!, as: ChildProcess.self)
-            child.assumeIsolated { $0.exited(TerminationStatus(code: Int32(truncatingIfNeeded: exitStatus), signal: signal)) }
+        let searchPath = options.environment.map { $0["PATH"] } ?? getenv("PATH").map { String(cString: $0) }
+        var request = roost_spawn_request()
+        request.argv = UnsafePointer(argv.pointer)
+        request.envp = envp.map { UnsafePointer($0.pointer) }
+        request.stdio = (stdio[0], stdio[1], stdio[2])
+        request.new_session = options.newProcessGroup ? 1 : 0
+        if let credentials = options.credentials {
+            request.set_ids = 1
+            request.uid = credentials.uid
+            request.gid = credentials.gid
         }
-        uvOptions.flags = options.newProcessGroup ? UV_PROCESS_DETACHED.rawValue : 0
-        uvOptions.stdio_count = 3
-        let rc: Int32 = options.arguments[0].withCString { file in
-            (options.workingDirectory ?? "").withCString { cwd in
-                containers.withUnsafeMutableBufferPointer { stdio in
-                    uvOptions.file = file
-                    uvOptions.args = argv.pointer
-                    uvOptions.env = envp?.pointer
-                    uvOptions.cwd = options.workingDirectory == nil ? nil : cwd
-                    uvOptions.stdio = stdio.baseAddress
-                    return uv_spawn(loop.uv, process, &uvOptions)
+        request.die_with_parent = options.dieWithHost ? 1 : 0
+        let limits: [(Int32, UInt64?)] = [
+            (Int32(RLIMIT_NOFILE.rawValue), options.limits.openFiles),
+            (Int32(RLIMIT_AS.rawValue), options.limits.memoryBytes),
+            (Int32(RLIMIT_CPU.rawValue), options.limits.cpuSeconds),
+        ]
+        withUnsafeMutableBytes(of: &request.limits) { raw in
+            let slots = raw.bindMemory(to: roost_spawn_limit.self)
+            for (resource, value) in limits {
+                guard let value else { continue }
+                slots[Int(request.limit_count)] = roost_spawn_limit(resource: resource, value: value)
+                request.limit_count += 1
+            }
+        }
+        var result = roost_spawn_result()
+        options.arguments[0].withCString { file in
+            (searchPath ?? "").withCString { path in
+                (options.workingDirectory ?? "").withCString { cwd in
+                    request.file = file
+                    request.search_path = searchPath == nil ? nil : path
+                    request.cwd = options.workingDirectory == nil ? nil : cwd
+                    roost_spawn(&request, &result)
                 }
             }
         }
-        // Pipes become channels either way, so they are closed through the usual path.
-        let channels: [StreamChannel?] = pipes.map { p in
-            p.map { StreamChannel(loop: loop, kind: .pipe, handle: UnsafeStream($0)) }
+        closeAll(childEnds)
+        guard result.error == 0 else {
+            closeAll(hostEnds)
+            throw UVError(-result.error, "spawn \(options.arguments[0])" + Self.stepName(result.step))
         }
-        guard rc == 0 else {
-            // libuv has initialised the process handle even on failure; it must be closed.
-            LoopHandle.close(process)
-            for channel in channels { channel?.assumeIsolated { $0.close() } }
-            let error = UVError(rc, "spawn \(options.arguments[0])")
-            throw error
+
+        // Pipes become channels; from here on they close through the usual path.
+        var channels: [StreamChannel?] = [nil, nil, nil]
+        for fd in 0..<3 where hostEnds[fd] >= 0 {
+            let p = LoopHandle.allocate(uv_pipe_t.self)
+            uv_pipe_init(loop.uv, p, 0)
+            let opened = uv_pipe_open(p, hostEnds[fd])
+            channels[fd] = StreamChannel(loop: loop, kind: .pipe, handle: UnsafeStream(p))
+            if opened != 0 { Glibc.close(hostEnds[fd]); channels[fd]?.assumeIsolated { $0.close() } }
         }
-        let child = ChildProcess(loop: loop, pid: process.pointee.pid, arguments: options.arguments,
+        let child = ChildProcess(loop: loop, pid: result.pid, arguments: options.arguments,
                                  stdio: channels, group: options.newProcessGroup)
-        LoopHandle.attach(process, owner: child) {
+        let pidfd = result.pidfd
+        let poll = LoopHandle.allocate(uv_poll_t.self)
+        let initialised = uv_poll_init(loop.uv, poll, pidfd)
+        precondition(initialised == 0, "uv_poll_init on a pidfd: \(String(cString: uv_strerror(initialised)))")
+        LoopHandle.attach(poll, owner: child) {
+            Glibc.close(pidfd)
             child.assumeIsolated { $0.handleClosed() }
         }
-        child.assumeIsolated { $0.handle = process }
+        uv_poll_start(poll, Int32(UV_READABLE.rawValue)) { h, _, _ in
+            let child = LoopHandle.owner(of: h!, as: ChildProcess.self)
+            child.assumeIsolated { $0.reap() }
+        }
+        child.assumeIsolated { $0.handle = poll }
         return child
+    }
+
+    private static func stepName(_ step: Int32) -> String {
+        switch UInt32(step) {
+        case ROOST_SPAWN_STEP_SESSION.rawValue: ": new session"
+        case ROOST_SPAWN_STEP_STDIO.rawValue: ": standard descriptors"
+        case ROOST_SPAWN_STEP_CWD.rawValue: ": working directory"
+        case ROOST_SPAWN_STEP_LIMIT.rawValue: ": resource limit"
+        case ROOST_SPAWN_STEP_USER.rawValue: ": user change"
+        case ROOST_SPAWN_STEP_PARENT.rawValue: ": parent-death signal"
+        default: ""
+        }
+    }
+
+    /// The pidfd is readable: the child has exited; collect its status.
+    private func reap() {
+        guard status == nil else { return }
+        var raw: Int32 = 0
+        let reaped = waitpid(pid, &raw, WNOHANG)
+        if reaped == 0 || (reaped < 0 && errno == EINTR) { return }  // not yet: the poll fires again
+        let termination: TerminationStatus
+        if reaped < 0 {
+            termination = TerminationStatus(code: -1, signal: 0)  // ECHILD: someone else reaped it
+        } else if raw & 0x7f == 0 {
+            termination = TerminationStatus(code: (raw >> 8) & 0xff, signal: 0)
+        } else {
+            termination = TerminationStatus(code: 0, signal: raw & 0x7f)
+        }
+        exited(termination)
     }
 
     private func exited(_ status: TerminationStatus) {

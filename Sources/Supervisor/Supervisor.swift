@@ -13,7 +13,8 @@
 // - Restarts follow the service's `ServiceMachine` (restart policy, backoff with jitter, give-up
 //   after max_restarts within window, stop signal then SIGKILL after the stop timeout).
 // - Processes: each service runs in its own session and process group, stdin on /dev/null,
-//   through `roost-exec` (user, rlimits, and PR_SET_PDEATHSIG so it dies with the host). Its
+//   with its user, its rlimits and PR_SET_PDEATHSIG (it dies with the host), all set by Core's
+//   spawn between clone and exec. Its
 //   stdout and stderr are read line by line (lines over 16 KiB split, never dropped) into the host
 //   log and a ring of the newest 1,000 lines. When the main process ends, whatever is left in its
 //   group is killed: no grandchild outlives its service. Groups are recorded under `run/groups`
@@ -73,8 +74,6 @@ public actor Supervisor: RegistryParticipant {
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
     public struct Configuration: Sendable {
-        /// The `roost-exec` program.
-        public var execHelper: String
         /// The state folder's `run/`.
         public var runPath: String
         public var kind: ServiceKind
@@ -84,8 +83,7 @@ public actor Supervisor: RegistryParticipant {
         /// Given to services as `ROOST_BIN`, so a script can run `"$ROOST_BIN" notify --ready`.
         public var hostExecutable: String?
 
-        public init(execHelper: String, runPath: String, kind: ServiceKind) {
-            self.execHelper = execHelper
+        public init(runPath: String, kind: ServiceKind) {
             self.runPath = runPath
             self.kind = kind
         }
@@ -376,7 +374,7 @@ public actor Supervisor: RegistryParticipant {
 
     private func spawn(_ runtime: ServiceRuntime) {
         let definition = runtime.definition
-        var arguments = [configuration.execHelper]
+        var credentials: ProcessOptions.Credentials?
         if let user = definition.user {
             guard let ids = Self.userIDs(user) else {
                 handle(runtime, .spawnFailed("no such user '\(user)'"))
@@ -386,12 +384,8 @@ public actor Supervisor: RegistryParticipant {
                 handle(runtime, .spawnFailed("user '\(user)' needs a host running as root"))
                 return
             }
-            arguments += ["-u", "\(ids.uid):\(ids.gid)"]
+            credentials = ProcessOptions.Credentials(uid: ids.uid, gid: ids.gid)
         }
-        if let n = definition.limits.openFiles { arguments += ["-n", String(n)] }
-        if let n = definition.limits.memoryBytes { arguments += ["-m", String(n)] }
-        if let n = definition.limits.cpuSeconds { arguments += ["-c", String(n)] }
-        arguments += ["--"] + definition.exec
 
         let processID = pids.next(owner: runtime.id.description)
         var environment = Self.hostEnvironment()
@@ -409,11 +403,16 @@ public actor Supervisor: RegistryParticipant {
                 environment["WATCHDOG_USEC"] = String(watchdog.components.seconds * 1_000_000 + watchdog.components.attoseconds / 1_000_000_000_000)
             }
         }
-        var options = ProcessOptions(arguments, environment: environment, workingDirectory: definition.workdir)
+        var options = ProcessOptions(definition.exec, environment: environment, workingDirectory: definition.workdir)
         options.stdin = .null
         options.stdout = .pipe
         options.stderr = .pipe
         options.newProcessGroup = true
+        options.credentials = credentials
+        options.limits = ProcessOptions.Limits(
+            openFiles: definition.limits.openFiles.map(UInt64.init), memoryBytes: definition.limits.memoryBytes.map(UInt64.init),
+            cpuSeconds: definition.limits.cpuSeconds.map(UInt64.init))
+        options.dieWithHost = true
         runtime.generation += 1
         let generation = runtime.generation
         Task {

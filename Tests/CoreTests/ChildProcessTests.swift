@@ -529,3 +529,65 @@ private func options(_ arguments: [String], stdin: ProcessOptions.Stdio = .null,
         }
     }
 }
+
+/// What the child starts with besides its arguments: the spawn happens in the host's memory, so
+/// these check that nothing of the host's state leaks into the program.
+@Suite struct ChildProcessStartStateTests {
+    /// The host ignores SIGPIPE and its threads block signals; the program gets neither.
+    @Test func signalsStartAtTheirDefaults() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        _ = signal(SIGPIPE, SIG_IGN)  // as every roost host does
+        try await withChild(on: loop, options(["/bin/cat", "/proc/self/status"], stdout: .pipe)) { child in
+            let status = String(decoding: try await #require(child.stdout).readAll(), as: UTF8.self)
+            let fields = Dictionary(status.split(separator: "\n").compactMap { line -> (String, String)? in
+                guard let colon = line.firstIndex(of: ":") else { return nil }
+                return (String(line[..<colon]), line[line.index(after: colon)...].split(whereSeparator: \.isWhitespace).first.map(String.init) ?? "")
+            }, uniquingKeysWith: { a, _ in a })
+            #expect(fields["SigIgn"] == "0000000000000000")
+            #expect(fields["SigBlk"] == "0000000000000000")
+            #expect(try await child.wait().succeeded)
+        }
+    }
+
+    /// A descriptor the host opened without close-on-exec does not reach the program.
+    @Test func onlyTheStandardDescriptorsReachTheProgram() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let leaky = open("/dev/null", O_RDONLY)  // no O_CLOEXEC on purpose
+        try #require(leaky >= 0)
+        defer { close(leaky) }
+        try await withChild(on: loop, options(["/bin/sleep", "30"])) { child in
+            // spawn returns once the program has been exec'd, so its table is final here.
+            let descriptors = try #require(listDirectory("/proc/\(child.pid)/fd")).sorted()
+            #expect(descriptors == ["0", "1", "2"])
+        }
+    }
+
+    /// A program name without a slash is looked up in the child's own PATH when it has one.
+    @Test func programIsFoundInTheChildsPath() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let folder = try #require(makeTemporaryDirectory())
+        defer { removeTree(folder) }
+        try #require(writeFile(folder + "/roost-only-here", Array("#!/bin/sh\nexit 7\n".utf8)))
+        try #require(chmod(folder + "/roost-only-here", 0o755) == 0)
+        let found = options(["roost-only-here"], environment: ["PATH": "/nonexistent:" + folder])
+        let status = try await withChild(on: loop, found) { child in try await child.wait() }
+        #expect(status == TerminationStatus(code: 7, signal: 0))
+    }
+
+    /// A limit and the parent-death signal are in place when the program starts.
+    @Test func limitsAndParentDeathSignalApply() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        var limited = options(["/bin/sh", "-c", "ulimit -n; grep -c . /proc/self/status"], stdout: .pipe)
+        limited.limits.openFiles = 77
+        limited.dieWithHost = true
+        try await withChild(on: loop, limited) { child in
+            let output = String(decoding: try await #require(child.stdout).readAll(), as: UTF8.self)
+            #expect(output.split(separator: "\n").first == "77")
+            #expect(try await child.wait().succeeded)
+        }
+    }
+}

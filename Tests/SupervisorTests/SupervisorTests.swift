@@ -6,7 +6,7 @@ import Testing
 
 @testable import Supervisor
 
-/// A built executable next to the test bundle (`roost-exec`, `roost`).
+/// A built executable next to the test bundle (`roost`).
 func builtExecutable(_ name: String) throws -> String {
     guard let resolved = realpath(CommandLine.arguments[0], nil) else { throw UVError(-errno, "realpath") }
     let bundle = String(cString: resolved)
@@ -32,7 +32,7 @@ final class SupervisorFixture {
         let kinds = try KindTable([RegistryEntryKind(), ServiceKind(registryRoot: folder)])
         registry = try RegistryService(kinds: kinds, history: try HistoryStore.open(path: folder + "/registry.db"), bus: bus)
         var configuration = Supervisor.Configuration(
-            execHelper: try builtExecutable("roost-exec"), runPath: folder + "/run", kind: ServiceKind(registryRoot: folder))
+            runPath: folder + "/run", kind: ServiceKind(registryRoot: folder))
         configuration.hostExecutable = try builtExecutable("roost")
         var logger = Logger(label: "supervisor-test")
         logger.logLevel = .critical

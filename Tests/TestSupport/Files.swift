@@ -18,18 +18,22 @@ public func removeTree(_ path: String) {
     guard lstat(path, &info) == 0 else { return }
     guard info.st_mode & S_IFMT == S_IFDIR else { unlink(path); return }
     if info.st_mode & 0o700 != 0o700 { chmod(path, 0o700) }
-    var names: [String] = []
-    if let directory = opendir(path) {
-        while let entry = readdir(directory) {
-            let name = withUnsafePointer(to: &entry.pointee.d_name) { raw in
-                raw.withMemoryRebound(to: CChar.self, capacity: MemoryLayout.size(ofValue: entry.pointee.d_name)) {
-                    String(cString: $0)
-                }
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        closedir(directory)
-    }
-    for name in names { removeTree(path + "/" + name) }
+    for name in listDirectory(path) ?? [] { removeTree(path + "/" + name) }
     rmdir(path)
+}
+
+/// The names in a directory (without "." and ".."), or nil when it cannot be read.
+public func listDirectory(_ path: String) -> [String]? {
+    guard let directory = opendir(path) else { return nil }
+    defer { closedir(directory) }
+    var names: [String] = []
+    while let entry = readdir(directory) {
+        let name = withUnsafePointer(to: &entry.pointee.d_name) { raw in
+            raw.withMemoryRebound(to: CChar.self, capacity: MemoryLayout.size(ofValue: entry.pointee.d_name)) {
+                String(cString: $0)
+            }
+        }
+        if name != "." && name != ".." { names.append(name) }
+    }
+    return names
 }

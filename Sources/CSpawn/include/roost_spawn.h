@@ -1,0 +1,67 @@
+// roost_spawn: starts a child process the way a host of many services needs, in one step.
+//
+// libuv's uv_spawn forks the whole host (its page tables are copied, per spawn) and offers no
+// hook between fork and exec; roost_spawn clones with CLONE_VM | CLONE_VFORK (as posix_spawn
+// does: nothing is copied, the caller's thread waits until the child has exec'd or failed) and
+// does, in the child, everything a supervised service needs before its program runs: a new
+// session, its standard descriptors, its folder, rlimits, its user, death with the host, a clean
+// signal state and no leaked descriptors. It returns a pidfd for the child, so the caller learns
+// of the exit by polling that descriptor (no SIGCHLD handler, no scan of every child).
+#ifndef ROOST_SPAWN_H
+#define ROOST_SPAWN_H
+
+#include <sys/types.h>
+
+#define ROOST_SPAWN_MAX_LIMITS 8
+
+struct roost_spawn_limit {
+    int resource;            // RLIMIT_NOFILE, RLIMIT_AS, RLIMIT_CPU...
+    unsigned long long value;  // set as both the soft and the hard limit
+};
+
+struct roost_spawn_request {
+    const char *file;        // the program; without a '/', looked up in `search_path`
+    const char *search_path; // PATH-style list for `file` without a '/'; NULL: "/usr/local/bin:/usr/bin:/bin"
+    char *const *argv;       // NULL-terminated
+    char *const *envp;       // NULL-terminated; NULL: the caller's environment
+    const char *cwd;         // NULL: the caller's
+    int stdio[3];            // descriptor to become 0, 1, 2; -1: /dev/null
+    int new_session;         // setsid(): the child leads a new session and process group
+    int set_ids;             // change to uid/gid (dropping supplementary groups)
+    uid_t uid;
+    gid_t gid;
+    int die_with_parent;     // SIGKILL when the calling thread's process goes (PR_SET_PDEATHSIG)
+    int limit_count;
+    struct roost_spawn_limit limits[ROOST_SPAWN_MAX_LIMITS];
+};
+
+// The step of the child's setup that failed, for the error message.
+enum roost_spawn_step {
+    ROOST_SPAWN_STEP_NONE = 0,
+    ROOST_SPAWN_STEP_CLONE,
+    ROOST_SPAWN_STEP_SESSION,
+    ROOST_SPAWN_STEP_STDIO,
+    ROOST_SPAWN_STEP_CWD,
+    ROOST_SPAWN_STEP_LIMIT,
+    ROOST_SPAWN_STEP_USER,
+    ROOST_SPAWN_STEP_PARENT,
+    ROOST_SPAWN_STEP_EXEC,
+};
+
+struct roost_spawn_result {
+    pid_t pid;
+    int pidfd;               // close-on-exec; readable once the child has exited
+    int error;               // 0, or the errno of the step that failed (nothing is left running then)
+    int step;                // enum roost_spawn_step
+};
+
+// Starts the child. On failure `error` and `step` say why; the child (if one was made) has been
+// reaped and no descriptor is left open. Thread-safe; blocks only until the child exec'd.
+void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_result *result);
+
+// A connected pair of unix stream sockets, both close-on-exec (no other child inherits them), to
+// serve as a child's standard stream: unlike a pipe, the host's end can be shut down for writing
+// (the child then reads end-of-file). Returns 0, or -errno.
+int roost_stdio_pair(int fds[2]);
+
+#endif
