@@ -84,7 +84,7 @@ public struct AdminAPI: Sendable {
             let services = try await Self.offLoop {
                 statuses.map { status -> JSON in
                     guard tree, case .object(var object) = status.json, let pid = status.pid else { return status.json }
-                    object["processes"] = .array(GroupRecords.members(of: pid).map {
+                    object["processes"] = .array(ProcessTable.members(of: pid).map {
                         ["pid": .int(Int64($0.pid)), "command": .string($0.command)]
                     })
                     return .object(object)

@@ -14,11 +14,11 @@
 //   after max_restarts within window, stop signal then SIGKILL after the stop timeout).
 // - Processes: each service runs in its own session and process group, stdin on /dev/null,
 //   with its user, its rlimits and PR_SET_PDEATHSIG (it dies with the host), all set by Core's
-//   spawn between clone and exec. Its
-//   stdout and stderr are read line by line (lines over 16 KiB split, never dropped) into the host
-//   log and a ring of the newest 1,000 lines. When the main process ends, whatever is left in its
-//   group is killed: no grandchild outlives its service. Groups are recorded under `run/groups`
-//   while they exist; a host killed with SIGKILL kills their survivors at its next boot.
+//   spawn between clone and exec. Its stdout and stderr are read line by line (lines over 16 KiB
+//   split, never dropped) into the host log and a ring of the newest 1,000 lines. When the main
+//   process ends, whatever is left in its group is killed: no grandchild outlives its service.
+//   Every service process carries the host run's token; a host killed with SIGKILL leaves its
+//   token in `run/host-token`, and the next boot kills every process that carries it.
 // - Readiness: `none` is ready at once; `notify` listens on a datagram socket
 //   (`run/notify/<service>.sock`, given as NOTIFY_SOCKET) for READY=1, STATUS=, WATCHDOG=1 (with
 //   WATCHDOG_USEC set when a watchdog is configured: a missed one restarts the service); `tcp`,
@@ -93,8 +93,8 @@ public actor Supervisor: RegistryParticipant {
     private let bus: EventBus
     private let pids: PIDGenerator
     private let logger: Logger
-    private let records: GroupRecords
-    /// Written into every service's environment and its group record (see `GroupRecords`).
+    private let survivors: SurvivorRecord
+    /// Written into every service's environment and `run/host-token` (see `SurvivorRecord`).
     private let token: String
     private let clock = ContinuousClock()
     private let origin: ContinuousClock.Instant
@@ -108,7 +108,7 @@ public actor Supervisor: RegistryParticipant {
         self.pids = pids
         self.logger = logger
         self.configuration = configuration
-        self.records = GroupRecords(runPath: configuration.runPath)
+        self.survivors = SurvivorRecord(runPath: configuration.runPath)
         var bytes = [UInt8](repeating: 0, count: 16)
         let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
         if fd >= 0 { _ = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }; close(fd) }
@@ -120,11 +120,11 @@ public actor Supervisor: RegistryParticipant {
     /// service starts.
     public func prepare() {
         mkdir(configuration.runPath, 0o700)
-        records.prepare()
         mkdir(configuration.runPath + "/notify", 0o711)
-        for (pid, service) in records.killSurvivors() {
+        for (pid, service) in survivors.killSurvivors() {
             logger.warning("killed pid \(pid) of \(service), left running by a host that did not stop cleanly")
         }
+        survivors.begin(token: token)
     }
 
     private var now: Duration { clock.now - origin }
@@ -272,6 +272,7 @@ public actor Supervisor: RegistryParticipant {
             }
             remaining.subtract(level)
         }
+        survivors.end()
     }
 
     // MARK: - Starting in order
@@ -445,7 +446,6 @@ public actor Supervisor: RegistryParticipant {
         runtime.startedAt = clock.now
         runtime.notify = notify
         runtime.notifyStatus = nil
-        records.record(pgid: child.pid, service: runtime.id.description, token: token)
         ProcessGroupTable.add(child.pid)
         bus.publish(topic: "process.started", path: processID.description, data: [
             "service": .string(runtime.id.description), "pid": .int(Int64(child.pid)),
@@ -483,7 +483,6 @@ public actor Supervisor: RegistryParticipant {
 
     private func exited(_ runtime: ServiceRuntime, _ child: ChildProcess, processID: PID, status: TerminationStatus, generation: Int) {
         ProcessGroupTable.remove(child.pid)
-        records.remove(pgid: child.pid)
         bus.publish(topic: "process.exited", path: processID.description, data: [
             "service": .string(runtime.id.description), "pid": .int(Int64(child.pid)),
             "status": .string(status.description),
@@ -610,7 +609,7 @@ public actor Supervisor: RegistryParticipant {
         let pgid = child.pid
         for _ in 0..<1000 {
             // Scanning /proc reads a file per process: not on the loop thread.
-            if await Task.detached(operation: { GroupRecords.members(of: pgid).isEmpty }).value { return }
+            if await Task.detached(operation: { ProcessTable.members(of: pgid).isEmpty }).value { return }
             try? await loop.sleep(for: .milliseconds(1))
         }
     }

@@ -110,7 +110,7 @@ func processExists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
         #expect(status.state == .stopped)
         #expect(status.lastExit == "killed by signal 9 (SIGKILL)")
         #expect(elapsed >= .milliseconds(300))
-        #expect(GroupRecords.members(of: pid).isEmpty)
+        #expect(ProcessTable.members(of: pid).isEmpty)
         await fixture.close()
     }
 
@@ -123,9 +123,9 @@ func processExists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
         // Wait for the two grandchildren to exist.
         var lines = try await fixture.supervisor.followLogs(EntryID("app:family")!, last: 10).makeAsyncIterator()
         _ = await lines.next()
-        #expect(GroupRecords.members(of: pid).count == 3)
+        #expect(ProcessTable.members(of: pid).count == 3)
         try await fixture.supervisor.stop(EntryID("app:family")!)
-        #expect(GroupRecords.members(of: pid).isEmpty)
+        #expect(ProcessTable.members(of: pid).isEmpty)
 
         // A main process that exits leaves no grandchild behind either.
         await fixture.waitFor("app:parent", [.exited])
@@ -134,7 +134,7 @@ func processExists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
         while parentPID == nil, let event = await iterator.next() {
             if event.topic == "process.exited", event.data["service"] == "app:parent" { parentPID = event.data["pid"]?.intValue.map(Int32.init) }
         }
-        #expect(GroupRecords.members(of: try #require(parentPID)).isEmpty)
+        #expect(ProcessTable.members(of: try #require(parentPID)).isEmpty)
         await fixture.close()
     }
 
