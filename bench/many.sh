@@ -7,6 +7,7 @@ set -euo pipefail
 roost=${1:-.build/release/roost}
 count=${2:-1000}
 work=$(mktemp -d)
+here=$(cd "$(dirname "$0")" && pwd)
 cleanup() { pkill -TERM -f "$work" 2>/dev/null || true; sleep 1; pkill -9 -f "$work" 2>/dev/null || true; pkill -9 -f 'sleep 100077$' 2>/dev/null || true; rm -rf "$work"; }
 trap cleanup EXIT
 hz=$(getconf CLK_TCK)
@@ -19,12 +20,8 @@ rss_kib() { local t=0 p; for p in "$@"; do [ -r /proc/$p/status ] && t=$((t + $(
 
 # report NAME START_US PIDS_COMMAND: waits for all services, then measures.
 report() {
-  local name=$1 start=$2 pids_cmd=$3 now
-  while [ "$(running)" -lt "$count" ]; do
-    sleep 0.01
-    now=${EPOCHREALTIME/./}
-    if [ $((now - start)) -gt 120000000 ]; then echo "$name: only $(running) of $count after 120 s"; return; fi
-  done
+  local name=$1 start=$2 pids_cmd=$3 per_service=${4:-1} now
+  if ! "$here/wait-services.py" "$count" 100077 120 "$baseline" "$per_service"; then echo "$name: not all services started"; return; fi
   now=${EPOCHREALTIME/./}
   local pids; pids=$($pids_cmd)
   local rss; rss=$(rss_kib $pids)
@@ -42,6 +39,7 @@ mkdir -p "$work/registry"
     echo "  - {name: s$i, kind: swiftlet.service, exec: [/bin/sleep, '100077'], lifecycle: {auto_start: true}}"
   done
 } > "$work/registry/many.yaml"
+baseline=$(ls /proc | grep -c '^[0-9]')
 start=${EPOCHREALTIME/./}
 "$roost" run --registry "$work/registry" --state "$work/state" --log-level error 2>/dev/null &
 host=$!
@@ -63,6 +61,7 @@ numprocs=$count
 autorestart=true
 startsecs=0
 CONF
+  baseline=$(ls /proc | grep -c '^[0-9]')
   start=${EPOCHREALTIME/./}
   supervisord -c "$work/supervisord.conf" >/dev/null 2>&1 &
   sup=$!
@@ -79,10 +78,11 @@ if command -v s6-svscan >/dev/null; then
     printf '#!/bin/sh\nexec /bin/sleep 100077\n' > "$work/s6/s$i/run"
     chmod +x "$work/s6/s$i/run"
   done
+  baseline=$(ls /proc | grep -c '^[0-9]')
   start=${EPOCHREALTIME/./}
   s6-svscan -c $((count + 10)) "$work/s6" >/dev/null 2>&1 &
   scan=$!
-  report s6 "$start" "eval echo $scan \$(pgrep -f 's6-supervise')"
+  report s6 "$start" "eval echo $scan \$(pgrep -f 's6-supervise')" 2
   s6-svscanctl -t "$work/s6" 2>/dev/null || kill -TERM "$scan"
   wait "$scan" 2>/dev/null || true
 fi

@@ -147,11 +147,31 @@ public actor ChildProcess {
     /// working directory, a user or limit the host may not set); nothing is left open then.
     public static func spawn(on loop: EventLoop, _ options: ProcessOptions) async throws -> ChildProcess {
         guard !options.arguments.isEmpty else { throw UVError(UV_EINVAL.rawValue, "spawn: no program given") }
-        return try await loop.submit { try spawnOnLoop(loop, options) }
+        if loop.isStopped { throw UVError.closed("spawn \(options.arguments[0])") }
+        // The clone blocks until the child has exec'd: on a spawn thread, not on the loop.
+        let launched = try await SpawnThreads.shared.run { try launch(options) }
+        do {
+            return try await loop.submit { attach(launched, on: loop, options: options) }
+        } catch {
+            // The loop is gone: nobody would watch this child, so it does not stay.
+            kill(launched.pid, SIGKILL)
+            var status: Int32 = 0
+            while waitpid(launched.pid, &status, 0) < 0 && errno == EINTR {}
+            Glibc.close(launched.pidfd)
+            for fd in launched.hostEnds where fd >= 0 { Glibc.close(fd) }
+            throw error
+        }
     }
 
-    private static func spawnOnLoop(_ loop: EventLoop, _ options: ProcessOptions) throws -> ChildProcess {
-        loop.preconditionInLoop()
+    /// A started child before the loop watches it.
+    private struct Launched: Sendable {
+        let pid: Int32
+        let pidfd: Int32
+        /// The host's ends of the stdin, stdout and stderr pipes (-1 where there is none).
+        let hostEnds: [Int32]
+    }
+
+    private static func launch(_ options: ProcessOptions) throws -> Launched {
         // Pipes (socket pairs, as libuv makes them): the host's end is close-on-exec (no other child
         // inherits it), the child's end becomes its standard descriptor and is closed here once
         // the child has it.
@@ -171,12 +191,10 @@ public actor ChildProcess {
                 var ends: [Int32] = [-1, -1]
                 let piped = roost_stdio_pair(&ends)
                 guard piped == 0 else {
-                    let error = UVError(piped, "spawn \(options.arguments[0]): pipe")
                     closeAll(hostEnds + childEnds)
-                    throw error
+                    throw UVError(piped, "spawn \(options.arguments[0]): pipe")
                 }
-                // The child reads its stdin from the pipe and writes its output into one.
-                (hostEnds[fd], childEnds[fd]) = fd == 0 ? (ends[1], ends[0]) : (ends[0], ends[1])
+                (hostEnds[fd], childEnds[fd]) = (ends[0], ends[1])
                 stdio[fd] = childEnds[fd]
             }
         }
@@ -224,19 +242,23 @@ public actor ChildProcess {
             closeAll(hostEnds)
             throw UVError(-result.error, "spawn \(options.arguments[0])" + Self.stepName(result.step))
         }
+        return Launched(pid: result.pid, pidfd: result.pidfd, hostEnds: hostEnds)
+    }
 
-        // Pipes become channels; from here on they close through the usual path.
+    /// Wraps the pipes in channels and starts watching the pidfd, on the loop.
+    private static func attach(_ launched: Launched, on loop: EventLoop, options: ProcessOptions) -> ChildProcess {
+        loop.preconditionInLoop()
         var channels: [StreamChannel?] = [nil, nil, nil]
-        for fd in 0..<3 where hostEnds[fd] >= 0 {
+        for fd in 0..<3 where launched.hostEnds[fd] >= 0 {
             let p = LoopHandle.allocate(uv_pipe_t.self)
             uv_pipe_init(loop.uv, p, 0)
-            let opened = uv_pipe_open(p, hostEnds[fd])
+            let opened = uv_pipe_open(p, launched.hostEnds[fd])
             channels[fd] = StreamChannel(loop: loop, kind: .pipe, handle: UnsafeStream(p))
-            if opened != 0 { Glibc.close(hostEnds[fd]); channels[fd]?.assumeIsolated { $0.close() } }
+            if opened != 0 { Glibc.close(launched.hostEnds[fd]); channels[fd]?.assumeIsolated { $0.close() } }
         }
-        let child = ChildProcess(loop: loop, pid: result.pid, arguments: options.arguments,
+        let child = ChildProcess(loop: loop, pid: launched.pid, arguments: options.arguments,
                                  stdio: channels, group: options.newProcessGroup)
-        let pidfd = result.pidfd
+        let pidfd = launched.pidfd
         let poll = LoopHandle.allocate(uv_poll_t.self)
         let initialised = uv_poll_init(loop.uv, poll, pidfd)
         precondition(initialised == 0, "uv_poll_init on a pidfd: \(String(cString: uv_strerror(initialised)))")

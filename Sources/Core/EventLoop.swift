@@ -1,4 +1,5 @@
 import CLibUV
+import CSpawn
 import DequeModule
 import Synchronization
 
@@ -181,6 +182,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
 
     private func threadMain() {
         threadID.store(UInt(pthread_self()), ordering: .releasing)
+        roost_set_thread_name(name)
         while true {
             uv_run(uv, UV_RUN_DEFAULT)
             // uv_run returns only once shutdown has unreferenced the wakeup handle.

@@ -56,12 +56,17 @@ struct roost_spawn_result {
 };
 
 // Starts the child. On failure `error` and `step` say why; the child (if one was made) has been
-// reaped and no descriptor is left open. Thread-safe; blocks only until the child exec'd.
+// reaped and no descriptor is left open. Thread-safe; blocks only until the child exec'd. Each
+// calling thread keeps a 68 KiB stack for its children's first moments: call it from a few
+// long-lived threads.
 void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_result *result);
 
 // A connected pair of unix stream sockets, both close-on-exec (no other child inherits them), to
 // serve as a child's standard stream: unlike a pipe, the host's end can be shut down for writing
 // (the child then reads end-of-file). Returns 0, or -errno.
 int roost_stdio_pair(int fds[2]);
+
+// Names the calling thread (at most 15 bytes are kept), as `top -H` and /proc show it.
+void roost_set_thread_name(const char *name);
 
 #endif
