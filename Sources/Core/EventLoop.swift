@@ -34,6 +34,10 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     /// The libuv loop. Only touch it on the loop thread.
     public let uv: UnsafeMutablePointer<uv_loop_t>
     private let wakeup: UnsafeMutablePointer<uv_async_t>
+    /// Where every stream of this loop reads into: libuv asks for a buffer, reads, and hands the
+    /// bytes to the read callback (which copies them out) before the next stream reads, so one
+    /// buffer serves them all (an idle connection or service pipe holds no buffer). Loop thread only.
+    let readScratch = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
     private let queue = Mutex(Queue())
     private let threadID = Atomic<UInt>(0)
     private let state = Atomic<Int>(LoopState.running.rawValue)
@@ -92,6 +96,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
                      "EventLoop '\(name)' deinitialised without shutdown()")
         uv.deallocate()
         wakeup.deallocate()
+        readScratch.deallocate()
     }
 
     // MARK: Thread identity

@@ -99,14 +99,12 @@ public actor StreamChannel {
 
     public static let defaultReadLimit = 256 * 1024
     public static let defaultWriteLimit = 256 * 1024
+    /// The most one read returns: the loop's shared read buffer.
     static let readChunk = 64 * 1024
 
     private var handle: UnsafeMutablePointer<uv_stream_t>?
     private let readLimit: Int
     private let writeLimit: Int
-    // nonisolated(unsafe): read only by libuv's alloc callback, which runs on the loop thread while the
-    // handle is open; allocated and freed in isolated code on the same thread.
-    private nonisolated(unsafe) var readBuffer: UnsafeMutableRawBufferPointer?
 
     private var chunks = Deque<[UInt8]>()
     private var buffered = 0
@@ -209,12 +207,9 @@ public actor StreamChannel {
     }
 
     private func startReading(_ handle: UnsafeMutablePointer<uv_stream_t>) throws(UVError) {
-        if readBuffer == nil {
-            readBuffer = .allocate(byteCount: StreamChannel.readChunk, alignment: 16)
-        }
         let rc = uv_read_start(handle, { h, _, buf in
             let channel = LoopHandle.owner(of: h!, as: StreamChannel.self)
-            let memory = channel.readBuffer!
+            let memory = channel.loop.readScratch
             buf!.pointee = uv_buf_init(memory.baseAddress!.assumingMemoryBound(to: CChar.self), UInt32(memory.count))
         }, { h, nread, buf in
             let channel = LoopHandle.owner(of: h!, as: StreamChannel.self)
@@ -364,8 +359,6 @@ public actor StreamChannel {
     private func handleClosed() {
         handle = nil
         reading = false
-        readBuffer?.deallocate()
-        readBuffer = nil
         for reader in readers.takeAll() { reader.resume(throwing: readError ?? UVError.closed("read")) }
         if writeError == nil { writeError = UVError.closed("write") }
         for waiter in drainWaiters.takeAll() { waiter.resume(throwing: writeError!) }
