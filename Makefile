@@ -54,6 +54,8 @@ bench: bench-deps release
 	.build/release/core-bench
 	.build/release/registry-bench
 	bench/boot.sh .build/release/roost
+	bench/restart.sh .build/release/roost 200 20
+	bench/many.sh .build/release/roost 1000
 
 clean:
 	rm -rf .build .roost
