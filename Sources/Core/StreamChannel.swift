@@ -112,6 +112,8 @@ public actor StreamChannel {
     private var atEOF = false
     private var readError: UVError?
     private var readers = Waiters<[UInt8]?>()
+    /// The consumer of `deliver(to:)`, while it lasts.
+    private var deliverer: (@Sendable ([UInt8]?) -> Void)?
 
     private var queuedWrites = 0
     private var writeError: UVError?
@@ -159,6 +161,7 @@ public actor StreamChannel {
 
     /// The next chunk of bytes, or `nil` once the peer has closed its side.
     public func read() async throws -> [UInt8]? {
+        precondition(deliverer == nil, "StreamChannel.read() called on a channel that delivers to a handler")
         if let ready = takeReadable() { return try ready.get() }
         precondition(readers.isEmpty, "StreamChannel.read() called while another read is waiting")
         let id = readers.reserveID()
@@ -181,6 +184,35 @@ public actor StreamChannel {
         } onCancel: {
             loop.execute { self.assumeIsolated { $0.readers.cancel(id) } }
         }
+    }
+
+    /// Hands every chunk to `handler` as it arrives, on the loop thread, then `nil` once: at the
+    /// end of the stream, after a read error, or when the channel closes. No task waits per
+    /// channel, so a consumer that keeps up by itself (it runs on the loop and does not wait)
+    /// costs no memory while the peer is quiet: the supervisor reads every service's output so.
+    /// Instead of `read()`, not alongside it; call once.
+    public func deliver(to handler: @escaping @Sendable ([UInt8]?) -> Void) {
+        precondition(deliverer == nil && readers.isEmpty, "StreamChannel.deliver(to:) called twice or while a read waits")
+        while let chunk = chunks.popFirst() { handler(chunk) }
+        buffered = 0
+        if atEOF || readError != nil || handle == nil {
+            handler(nil)
+            return
+        }
+        deliverer = handler
+        if let handle, !reading {
+            do { try startReading(handle) } catch {
+                deliverer = nil
+                handler(nil)
+            }
+        }
+    }
+
+    /// Ends a delivery: the last call, with nil.
+    private func endDelivery() {
+        guard let deliverer else { return }
+        self.deliverer = nil
+        deliverer(nil)
     }
 
     /// What a read can return without waiting, if anything.
@@ -221,6 +253,16 @@ public actor StreamChannel {
     }
 
     private func didRead(_ nread: Int, _ chunk: [UInt8]) {
+        if let deliverer {
+            if nread > 0 {
+                deliverer(chunk)
+            } else if nread < 0 {
+                stopReading()
+                if Int32(nread) == UV_EOF.rawValue { atEOF = true } else { readError = UVError(Int32(nread), "read") }
+                endDelivery()
+            }
+            return
+        }
         if nread > 0 {
             if let reader = readers.popFirst() {
                 reader.resume(returning: chunk)
@@ -359,6 +401,7 @@ public actor StreamChannel {
     private func handleClosed() {
         handle = nil
         reading = false
+        endDelivery()
         for reader in readers.takeAll() { reader.resume(throwing: readError ?? UVError.closed("read")) }
         if writeError == nil { writeError = UVError.closed("write") }
         for waiter in drainWaiters.takeAll() { waiter.resume(throwing: writeError!) }

@@ -452,14 +452,16 @@ public actor Supervisor: RegistryParticipant {
             "parent": .string("supervisor"),
         ])
         let outputs = [(child.stdout, LogLine.Stream.stdout), (child.stderr, LogLine.Stream.stderr)]
-        let readers = outputs.compactMap { channel, stream in
-            channel.map { channel in Task { await self.read(channel, stream, runtime: runtime, pid: child.pid) } }
+        let output = OutputStreams(open: outputs.count { $0.0 != nil })
+        for case let (channel?, stream) in outputs {
+            read(channel, stream, runtime: runtime, pid: child.pid, output: output)
         }
         Task {
             let status = (try? await child.wait()) ?? TerminationStatus(code: -1, signal: SIGKILL)
             // Nothing of the service may outlive its main process.
             await Self.killGroup(child, loop: self.loop)
-            for reader in readers { await reader.value }
+            // Every line it wrote is logged before its exit is.
+            await withCheckedContinuation { continuation in output.whenClosed(continuation) }
             self.exited(runtime, child, processID: processID, status: status, generation: generation)
         }
         if let notify {
@@ -522,13 +524,25 @@ public actor Supervisor: RegistryParticipant {
         }
     }
 
-    private func read(_ channel: StreamChannel, _ stream: LogLine.Stream, runtime: ServiceRuntime, pid: Int32) async {
-        var splitter = LineSplitter(bound: configuration.logLineBound)
-        while let chunk = try? await channel.read() {
-            for (text, continued) in splitter.feed(chunk) { logLine(runtime, stream, pid, text, continued) }
+    /// Logs what the process writes on `channel`, line by line, as it arrives (callbacks on the
+    /// loop: a quiet service costs no waiting task).
+    private func read(_ channel: StreamChannel, _ stream: LogLine.Stream, runtime: ServiceRuntime, pid: Int32, output: OutputStreams) {
+        // Loop-confined: the channel calls back on the loop thread, where this actor runs.
+        nonisolated(unsafe) let runtime = runtime
+        nonisolated(unsafe) var splitter = LineSplitter(bound: configuration.logLineBound)
+        channel.assumeIsolated { channel in
+            channel.deliver { chunk in
+                self.assumeIsolated { supervisor in
+                    if let chunk {
+                        for (text, continued) in splitter.feed(chunk) { supervisor.logLine(runtime, stream, pid, text, continued) }
+                        return
+                    }
+                    for (text, continued) in splitter.finish() { supervisor.logLine(runtime, stream, pid, text, continued) }
+                    channel.assumeIsolated { $0.close() }
+                    output.closeOne()
+                }
+            }
         }
-        for (text, continued) in splitter.finish() { logLine(runtime, stream, pid, text, continued) }
-        await channel.close()
     }
 
     private func logLine(_ runtime: ServiceRuntime, _ stream: LogLine.Stream, _ pid: Int32, _ text: String, _ continued: Bool) {
@@ -639,6 +653,27 @@ public actor Supervisor: RegistryParticipant {
 }
 
 /// One service's live state, owned by the supervisor actor (never shared outside it).
+/// The output streams of one process that are still open; the exit handling waits until none is.
+/// Loop-confined (the supervisor's executor), hence unchecked.
+final class OutputStreams: @unchecked Sendable {
+    private var open: Int
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+
+    init(open: Int) { self.open = open }
+
+    func closeOne() {
+        open -= 1
+        if open == 0 {
+            for waiter in waiters { waiter.resume() }
+            waiters = []
+        }
+    }
+
+    func whenClosed(_ continuation: CheckedContinuation<Void, Never>) {
+        if open <= 0 { continuation.resume() } else { waiters.append(continuation) }
+    }
+}
+
 final class ServiceRuntime {
     private(set) var definition: ServiceDefinition
     var machine: ServiceMachine

@@ -185,3 +185,64 @@ func connectedPair(on loop: EventLoop) async throws -> (StreamListener, StreamCh
         #expect(error?.isClosed == true)
     }
 }
+
+@Suite struct StreamChannelDeliveryTests {
+    /// Everything the peer sent, in order, then one nil at its end; bytes that arrived before the
+    /// handler was given are not lost.
+    @Test func deliversEveryChunkInOrderThenOneEnd() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let (listener, client, server) = try await connectedPair(on: loop)
+        try await client.write(Array("early ".utf8))
+        try await client.flush()
+        // These wait in the socket until the handler starts the reading.
+        let payload = pattern(256 * 1024)
+        let received = Box()
+        let ended = AsyncStream<Void>.makeStream()
+        await server.startDelivery(into: received, ended: ended.continuation)
+        try await client.write(payload)
+        try await client.shutdownWrite()
+        var iterator = ended.stream.makeAsyncIterator()
+        await iterator.next()
+        #expect(received.ends.load(ordering: .relaxed) == 1)
+        let bytes = received.bytes.withLock { $0 }
+        #expect(firstDifference(bytes, Array("early ".utf8) + payload) == nil)
+        await client.close()
+        await server.close()
+        await listener.close()
+    }
+
+    /// Closing the channel ends the delivery too, once.
+    @Test func closingEndsTheDelivery() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let (listener, client, server) = try await connectedPair(on: loop)
+        let received = Box()
+        let ended = AsyncStream<Void>.makeStream()
+        await server.startDelivery(into: received, ended: ended.continuation)
+        await server.close()
+        var iterator = ended.stream.makeAsyncIterator()
+        await iterator.next()
+        #expect(received.ends.load(ordering: .relaxed) == 1)
+        await client.close()
+        await listener.close()
+    }
+}
+
+private final class Box: Sendable {
+    let bytes = Mutex<[UInt8]>([])
+    let ends = Atomic<Int>(0)
+}
+
+extension StreamChannel {
+    fileprivate func startDelivery(into box: Box, ended: AsyncStream<Void>.Continuation) {
+        deliver { chunk in
+            if let chunk {
+                box.bytes.withLock { $0 += chunk }
+            } else {
+                box.ends.add(1, ordering: .relaxed)
+                ended.yield()
+            }
+        }
+    }
+}
