@@ -97,6 +97,8 @@ public actor Supervisor: RegistryParticipant {
     /// Written into every service's environment and `run/host-token` (see `SurvivorRecord`).
     private let token: String
     private let clock = ContinuousClock()
+    /// The host's environment, read once: every spawn starts from it.
+    private let hostEnvironment = Supervisor.hostEnvironment()
     private let origin: ContinuousClock.Instant
     private var services: [EntryID: ServiceRuntime] = [:]
     private var shuttingDown = false
@@ -389,7 +391,7 @@ public actor Supervisor: RegistryParticipant {
         }
 
         let processID = pids.next(owner: runtime.id.description)
-        var environment = Self.hostEnvironment()
+        var environment = hostEnvironment
         for (key, value) in definition.env { environment[key] = value }
         environment["ROOST_SERVICE"] = runtime.id.description
         environment["ROOST_PID"] = processID.description
