@@ -58,6 +58,7 @@ let package = Package(
             name: "roost",
             dependencies: [
                 "Core",
+                "CSpawn",
                 "Components",
                 "Registry",
                 "HTTPService",

@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <malloc.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
@@ -213,4 +214,8 @@ int roost_stdio_pair(int fds[2]) {
 
 void roost_set_thread_name(const char *name) {
     prctl(PR_SET_NAME, name, 0, 0, 0);
+}
+
+int roost_single_malloc_arena(void) {
+    return mallopt(M_ARENA_MAX, 1);
 }

@@ -128,6 +128,8 @@ public actor ChildProcess {
     private var handle: UnsafeMutablePointer<uv_poll_t>?
     private var status: TerminationStatus?
     private var waiters = Waiters<TerminationStatus>()
+    /// Loop-confined exit callbacks (see `onExit`).
+    private var exitHandlers: [@Sendable (TerminationStatus?) -> Void] = []
     /// The loop closed the handle before the child exited: its status cannot be known.
     private var abandoned = false
     /// The process group was found empty.
@@ -308,6 +310,9 @@ public actor ChildProcess {
         if let handle { LoopHandle.close(handle) }
         handle = nil
         for waiter in waiters.takeAll() { waiter.resume(returning: status) }
+        let handlers = exitHandlers
+        exitHandlers = []
+        for handler in handlers { handler(status) }
     }
 
     /// The handle closed: after an exit, or at loop shutdown while the child still ran.
@@ -316,6 +321,19 @@ public actor ChildProcess {
         guard status == nil else { return }
         abandoned = true
         for waiter in waiters.takeAll() { waiter.resume(throwing: UVError.closed("wait for pid \(pid)")) }
+        let handlers = exitHandlers
+        exitHandlers = []
+        for handler in handlers { handler(nil) }
+    }
+
+    /// Calls `handler` on the loop thread once the child has been reaped, with its status, or with
+    /// nil when the loop shut down first (as `wait()` throws then). At once if either already
+    /// happened. The callback form of `wait()`: an owner watching many children keeps no waiting
+    /// task per child.
+    public func onExit(_ handler: @escaping @Sendable (TerminationStatus?) -> Void) {
+        if let status { handler(status) }
+        else if abandoned { handler(nil) }
+        else { exitHandlers.append(handler) }
     }
 
     /// The exit status, once the child has exited.

@@ -16,6 +16,9 @@ public actor DatagramReceiver {
     private let continuation: AsyncStream<[UInt8]>.Continuation
     private var handle: UnsafeMutablePointer<uv_poll_t>?
     private var fd: Int32 = -1
+    /// The socket file this receiver made, so closing never removes a newer one bound at the same
+    /// path (the next run of the same service binds there while this one may still be closing).
+    private var file: (device: UInt64, inode: UInt64)?
 
     public nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
 
@@ -58,12 +61,15 @@ public actor DatagramReceiver {
             throw UVError(-code, "bind \(path)")
         }
         fd = socketFD
+        var info = stat()
+        if stat(path, &info) == 0 { file = (UInt64(info.st_dev), UInt64(info.st_ino)) }
         let h = LoopHandle.allocate(uv_poll_t.self)
         let rc = uv_poll_init(loop.uv, h, socketFD)
         guard rc == 0 else {
             LoopHandle.free(h)
             Glibc.close(socketFD)
-            unlink(path)
+            fd = -1
+            removeFile()
             continuation.finish()
             throw UVError(rc, "uv_poll_init")
         }
@@ -94,8 +100,17 @@ public actor DatagramReceiver {
     private func handleClosed() {
         handle = nil
         if fd >= 0 { Glibc.close(fd); fd = -1 }
-        unlink(path)
+        removeFile()
         continuation.finish()
+    }
+
+    /// Unlinks the socket file if it is still the one this receiver bound.
+    private func removeFile() {
+        guard let file else { return }
+        self.file = nil
+        var info = stat()
+        guard stat(path, &info) == 0, UInt64(info.st_dev) == file.device, UInt64(info.st_ino) == file.inode else { return }
+        unlink(path)
     }
 
     /// Stops receiving and removes the socket file.

@@ -101,6 +101,8 @@ public actor Supervisor: RegistryParticipant {
     private let hostEnvironment = Supervisor.hostEnvironment()
     private let origin: ContinuousClock.Instant
     private var services: [EntryID: ServiceRuntime] = [:]
+    /// Carries out committed versions one after the other (see `committed`).
+    private var reconciling: Task<Void, Never>?
     private var shuttingDown = false
     private var booted = false
 
@@ -155,36 +157,75 @@ public actor Supervisor: RegistryParticipant {
         for runtime in services.values.sorted(by: { $0.id < $1.id }) where runtime.wanted { beginWhenReady(runtime) }
     }
 
+    /// A committed version: what it deletes or changes is stopped (dependents before what they
+    /// require), then changed services start again with their new definition and new ones start.
+    /// That work runs on a task of its own, one version after the other, so a slow stop never
+    /// holds the registry's apply; `settled()` waits for it.
     public func committed(_ commit: RegistryCommit) async {
+        var affected: [ServiceRuntime] = []
+        var created: [ServiceRuntime] = []
         for entry in commit.order.deletes where entry.kind == ServiceKind.name {
             if let runtime = services.removeValue(forKey: entry.id) {
                 runtime.removed = true
                 runtime.wanted = false
-                await stopAndWait(runtime)
+                runtime.pendingDefinition = nil
+                affected.append(runtime)
             }
         }
-        var toStart: [ServiceRuntime] = []
         for entry in commit.order.createsAndUpdates where entry.kind == ServiceKind.name {
             guard let definition = configuration.kind.definition(of: entry) else {
                 logger.error("\(entry.id): definition unreadable after validation; not started")
                 continue
             }
             if let runtime = services[entry.id] {
-                guard runtime.definition != definition else { continue }
-                let wasWanted = runtime.wanted
-                runtime.wanted = false
-                await stopAndWait(runtime)
-                runtime.replace(definition)
-                runtime.wanted = wasWanted || definition.autoStart
-                if runtime.wanted { toStart.append(runtime) }
+                // Against what it will run once the versions before this one are carried out.
+                guard (runtime.pendingDefinition ?? runtime.definition) != definition else { continue }
+                runtime.pendingDefinition = definition == runtime.definition ? nil : definition
+                affected.append(runtime)
             } else {
                 let runtime = ServiceRuntime(definition: definition, logRingSize: configuration.logRingSize)
                 services[entry.id] = runtime
                 runtime.wanted = definition.autoStart
-                if runtime.wanted { toStart.append(runtime) }
+                created.append(runtime)
             }
         }
-        for runtime in toStart { beginWhenReady(runtime) }
+        guard !affected.isEmpty || !created.isEmpty else { return }
+        let previous = reconciling
+        reconciling = Task {
+            await previous?.value
+            await self.carryOut(affected: affected, created: created)
+        }
+    }
+
+    /// Waits until every committed version has been carried out (stops done, starts begun).
+    public func settled() async {
+        while let task = reconciling {
+            await task.value
+            if reconciling == task { reconciling = nil }
+        }
+    }
+
+    private func carryOut(affected: [ServiceRuntime], created: [ServiceRuntime]) async {
+        // A later version may already have undone a change (back to the running definition).
+        let changing = affected.filter { $0.removed || $0.pendingDefinition != nil }
+        var wasWanted: [ObjectIdentifier: Bool] = [:]
+        for runtime in changing where !runtime.removed {
+            wasWanted[ObjectIdentifier(runtime)] = runtime.wanted
+            runtime.wanted = false
+        }
+        await stopInOrder(changing)
+        for runtime in changing {
+            if runtime.removed {
+                runtime.closeTimers()
+                continue
+            }
+            guard let definition = runtime.pendingDefinition else { continue }
+            runtime.pendingDefinition = nil
+            runtime.replace(definition)
+            runtime.wanted = (wasWanted[ObjectIdentifier(runtime)] ?? false) || definition.autoStart
+            beginWhenReady(runtime)
+        }
+        for runtime in created where !runtime.removed { beginWhenReady(runtime) }
     }
 
     // MARK: - Commands
@@ -260,21 +301,29 @@ public actor Supervisor: RegistryParticipant {
     /// Stops every service, dependents before what they require, and waits for them.
     public func shutdown() async {
         shuttingDown = true
-        var remaining = Set(services.keys)
+        await settled()
+        await stopInOrder(Array(services.values))
+        survivors.end()
+    }
+
+    /// Stops `runtimes` and waits until each is gone: those that no other of them requires go
+    /// first, together, then the next level.
+    private func stopInOrder(_ runtimes: [ServiceRuntime]) async {
+        var remaining = runtimes
         while !remaining.isEmpty {
-            // Those that no remaining service requires go first, together.
-            let required = Set(remaining.flatMap { services[$0]!.definition.requires })
-            var level = remaining.filter { !required.contains($0) }
+            let required = Set(remaining.flatMap { $0.definition.requires })
+            var level = remaining.filter { !required.contains($0.id) }
             if level.isEmpty { level = remaining }  // a cycle (refused by validation): all at once
             await withTaskGroup(of: Void.self) { group in
-                for id in level {
-                    services[id]!.wanted = false
-                    group.addTask { await self.stopAndWait(id: id) }
+                for runtime in level {
+                    runtime.wanted = false
+                    nonisolated(unsafe) let confined = runtime
+                    group.addTask { await self.stopAndWait(confined) }
                 }
             }
-            remaining.subtract(level)
+            let stopped = Set(level.map(ObjectIdentifier.init))
+            remaining.removeAll { stopped.contains(ObjectIdentifier($0)) }
         }
-        survivors.end()
     }
 
     // MARK: - Starting in order
@@ -326,27 +375,23 @@ public actor Supervisor: RegistryParticipant {
                 Task { _ = await process.signalGroup(signal) }
             }
         case .startTimer(let timer, let delay):
-            runtime.timers[timer]?.cancel()
-            let generation = runtime.timerGeneration
-            runtime.timerGeneration += 1
-            runtime.timerGenerations[timer] = generation
-            runtime.timers[timer] = Task {
-                do { try await loop.sleep(for: delay) } catch { return }
-                self.timerFired(runtime, timer, generation)
+            // One loop timer per kind, restarted in place: stopping it is immediate (all of this
+            // runs on the loop thread), so a stale expiry can never arrive.
+            nonisolated(unsafe) let confined = runtime
+            runtime.timer(timer, loop: loop).assumeIsolated { handle in
+                do {
+                    try handle.start(after: delay) {
+                        self.assumeIsolated { $0.handle(confined, .timerFired(timer)) }
+                    }
+                } catch {
+                    // The loop has stopped: the host is going away, nothing is left to time.
+                }
             }
         case .cancelTimer(let timer):
-            runtime.timers.removeValue(forKey: timer)?.cancel()
-            runtime.timerGenerations[timer] = nil
+            runtime.timers[timer]?.assumeIsolated { $0.stop() }
         case .publish(let state):
             publish(state, runtime)
         }
-    }
-
-    private func timerFired(_ runtime: ServiceRuntime, _ timer: ServiceMachine.Timer, _ generation: Int) {
-        guard runtime.timerGenerations[timer] == generation else { return }
-        runtime.timers[timer] = nil
-        runtime.timerGenerations[timer] = nil
-        handle(runtime, .timerFired(timer))
     }
 
     private func publish(_ state: ServiceState, _ runtime: ServiceRuntime) {
@@ -446,6 +491,7 @@ public actor Supervisor: RegistryParticipant {
         runtime.processID = processID
         runtime.lastPID = child.pid
         runtime.startedAt = clock.now
+        runtime.notify?.assumeIsolated { $0.close() }
         runtime.notify = notify
         runtime.notifyStatus = nil
         ProcessGroupTable.add(child.pid)
@@ -458,13 +504,13 @@ public actor Supervisor: RegistryParticipant {
         for case let (channel?, stream) in outputs {
             read(channel, stream, runtime: runtime, pid: child.pid, output: output)
         }
-        Task {
-            let status = (try? await child.wait()) ?? TerminationStatus(code: -1, signal: SIGKILL)
-            // Nothing of the service may outlive its main process.
-            await Self.killGroup(child, loop: self.loop)
-            // Every line it wrote is logged before its exit is.
-            await withCheckedContinuation { continuation in output.whenClosed(continuation) }
-            self.exited(runtime, child, processID: processID, status: status, generation: generation)
+        nonisolated(unsafe) let confined = runtime
+        child.assumeIsolated { process in
+            process.onExit { status in
+                self.assumeIsolated {
+                    $0.ended(confined, child, processID: processID, status: status, output: output, generation: generation)
+                }
+            }
         }
         if let notify {
             Task { await self.listen(notify, runtime: runtime, generation: generation) }
@@ -485,18 +531,39 @@ public actor Supervisor: RegistryParticipant {
         }
     }
 
+    /// The main process is gone (nil: the loop shut down while it ran). Nothing of the service may
+    /// outlive it, and every line it wrote is logged before its exit is.
+    private func ended(_ runtime: ServiceRuntime, _ child: ChildProcess, processID: PID, status: TerminationStatus?,
+                       output: OutputStreams, generation: Int) {
+        let status = status ?? TerminationStatus(code: -1, signal: SIGKILL)
+        nonisolated(unsafe) let confined = runtime
+        let report = { @Sendable in
+            output.whenClosed {
+                self.assumeIsolated { $0.exited(confined, child, processID: processID, status: status, generation: generation) }
+            }
+        }
+        if child.assumeIsolated({ $0.signalGroup(SIGKILL) }) {
+            // Others of its group were still there: wait until they are gone too.
+            Task {
+                await Self.awaitGroupGone(child.pid, loop: self.loop)
+                report()
+            }
+        } else {
+            report()
+        }
+    }
+
     private func exited(_ runtime: ServiceRuntime, _ child: ChildProcess, processID: PID, status: TerminationStatus, generation: Int) {
         ProcessGroupTable.remove(child.pid)
         bus.publish(topic: "process.exited", path: processID.description, data: [
             "service": .string(runtime.id.description), "pid": .int(Int64(child.pid)),
             "status": .string(status.description),
         ])
-        if let notify = runtime.notify {
+        if runtime.generation == generation, let notify = runtime.notify {
             runtime.notify = nil
-            Task { await notify.close() }
+            notify.assumeIsolated { $0.close() }
         }
-        runtime.watchdogTimer?.cancel()
-        runtime.watchdogTimer = nil
+        runtime.watchdog?.assumeIsolated { $0.stop() }
         guard runtime.generation == generation else { return }
         runtime.process = nil
         runtime.processID = nil
@@ -505,10 +572,6 @@ public actor Supervisor: RegistryParticipant {
         handle(runtime, .exited(status))
         for waiter in runtime.exitWaiters { waiter.resume() }
         runtime.exitWaiters.removeAll()
-    }
-
-    private func stopAndWait(id: EntryID) async {
-        if let runtime = services[id] { await stopAndWait(runtime) }
     }
 
     /// Stops the service's process (if any) and waits until it is gone.
@@ -577,12 +640,17 @@ public actor Supervisor: RegistryParticipant {
 
     private func armWatchdog(_ runtime: ServiceRuntime, generation: Int) {
         guard let interval = runtime.definition.watchdog, runtime.machine.state == .running else { return }
-        runtime.watchdogTimer?.cancel()
-        runtime.watchdogTimer = Task {
-            do { try await loop.sleep(for: interval) } catch { return }
-            guard runtime.generation == generation, runtime.machine.state == .running else { return }
-            self.logger.warning("\(runtime.id): watchdog not fed within \(DurationText.format(interval)); restarting")
-            self.handle(runtime, .watchdogMissed)
+        let watchdog = runtime.watchdog ?? LoopTimer(loop: loop)
+        runtime.watchdog = watchdog
+        nonisolated(unsafe) let confined = runtime
+        watchdog.assumeIsolated { handle in
+            try? handle.start(after: interval) {
+                self.assumeIsolated { supervisor in
+                    guard confined.generation == generation, confined.machine.state == .running else { return }
+                    supervisor.logger.warning("\(confined.id): watchdog not fed within \(DurationText.format(interval)); restarting")
+                    supervisor.handle(confined, .watchdogMissed)
+                }
+            }
         }
     }
 
@@ -622,7 +690,11 @@ public actor Supervisor: RegistryParticipant {
     /// killed process takes a moment to exit, and "stopped" must mean gone.
     static func killGroup(_ child: ChildProcess, loop: EventLoop) async {
         guard await child.signalGroup(SIGKILL) else { return }  // the group was empty
-        let pgid = child.pid
+        await awaitGroupGone(child.pid, loop: loop)
+    }
+
+    /// Waits (up to a second) until process group `pgid` has no members left.
+    static func awaitGroupGone(_ pgid: Int32, loop: EventLoop) async {
         for _ in 0..<1000 {
             // Scanning /proc reads a file per process: not on the loop thread.
             if await Task.detached(operation: { ProcessTable.members(of: pgid).isEmpty }).value { return }
@@ -659,20 +731,22 @@ public actor Supervisor: RegistryParticipant {
 /// Loop-confined (the supervisor's executor), hence unchecked.
 final class OutputStreams: @unchecked Sendable {
     private var open: Int
-    private var waiters: [CheckedContinuation<Void, Never>] = []
+    private var actions: [() -> Void] = []
 
     init(open: Int) { self.open = open }
 
     func closeOne() {
         open -= 1
         if open == 0 {
-            for waiter in waiters { waiter.resume() }
-            waiters = []
+            let actions = self.actions
+            self.actions = []
+            for action in actions { action() }
         }
     }
 
-    func whenClosed(_ continuation: CheckedContinuation<Void, Never>) {
-        if open <= 0 { continuation.resume() } else { waiters.append(continuation) }
+    /// Runs `action` once every stream has closed (at once if none is open).
+    func whenClosed(_ action: @escaping () -> Void) {
+        if open <= 0 { action() } else { actions.append(action) }
     }
 }
 
@@ -683,6 +757,8 @@ final class ServiceRuntime {
     /// Meant to run: auto_start, a start by hand, or a restart under way.
     var wanted = false
     var removed = false
+    /// A committed version's definition, waiting for the stop of the running one.
+    var pendingDefinition: ServiceDefinition?
     var process: ChildProcess?
     var processID: PID?
     var lastPID: Int32?
@@ -690,10 +766,9 @@ final class ServiceRuntime {
     var startedAt: ContinuousClock.Instant?
     /// Counts spawns; callbacks of an older process are ignored.
     var generation = 0
-    var timers: [ServiceMachine.Timer: Task<Void, Never>] = [:]
-    var timerGenerations: [ServiceMachine.Timer: Int] = [:]
-    var timerGeneration = 0
-    var watchdogTimer: Task<Void, Never>?
+    /// Made on first use, one per kind, restarted in place.
+    var timers: [ServiceMachine.Timer: LoopTimer] = [:]
+    var watchdog: LoopTimer?
     var notify: DatagramReceiver?
     var notifyStatus: String?
     var ring: LogRing
@@ -708,6 +783,21 @@ final class ServiceRuntime {
         self.machine = ServiceMachine(policy: definition.restart, stopPolicy: definition.stop, startTimeout: definition.startTimeout,
                                       seed: UInt64(truncatingIfNeeded: definition.id.description.hashValue))
         self.ring = LogRing(capacity: logRingSize)
+    }
+
+    func timer(_ kind: ServiceMachine.Timer, loop: EventLoop) -> LoopTimer {
+        if let timer = timers[kind] { return timer }
+        let timer = LoopTimer(loop: loop)
+        timers[kind] = timer
+        return timer
+    }
+
+    /// Releases the timers' loop handles (the service is gone from the registry).
+    func closeTimers() {
+        for timer in timers.values { timer.assumeIsolated { $0.close() } }
+        watchdog?.assumeIsolated { $0.close() }
+        timers = [:]
+        watchdog = nil
     }
 
     /// A new definition (the service is stopped): the restart history starts over.

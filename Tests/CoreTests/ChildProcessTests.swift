@@ -211,6 +211,42 @@ private func options(_ arguments: [String], stdin: ProcessOptions.Stdio = .null,
         }
     }
 
+
+    @Test func exitCallbacksRunOnTheLoopBeforeAndAfterTheExit() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        try await withChild(on: loop, options(["/bin/sh", "-c", "read line; exit 7"], stdin: .pipe)) { child in
+            // One registered while the child runs, one after it has been reaped.
+            let (early, earlyDone) = AsyncStream.makeStream(of: TerminationStatus?.self)
+            await child.onExit { status in
+                #expect(loop.inLoop)
+                earlyDone.yield(status)
+            }
+            try await child.stdin!.write(Array("go\n".utf8))
+            var statuses = early.makeAsyncIterator()
+            let first = await statuses.next()
+            #expect(first == TerminationStatus(code: 7, signal: 0))
+            let (late, lateDone) = AsyncStream.makeStream(of: TerminationStatus?.self)
+            await child.onExit { lateDone.yield($0) }
+            var lateStatuses = late.makeAsyncIterator()
+            #expect(await lateStatuses.next() == TerminationStatus(code: 7, signal: 0))
+        }
+    }
+
+    @Test func anExitCallbackHearsNilWhenTheLoopShutsDownFirst() async throws {
+        let loop = EventLoop()
+        let child = try await ChildProcess.spawn(on: loop, options(["/bin/sleep", "30"]))
+        let (heard, done) = AsyncStream.makeStream(of: TerminationStatus?.self)
+        await child.onExit { done.yield($0) }
+        await loop.shutdownGracefully()
+        var iterator = heard.makeAsyncIterator()
+        let status = await iterator.next()
+        #expect(status == .some(nil))
+        // The owner stops what it started.
+        kill(child.pid, SIGKILL)
+        var raw: Int32 = 0
+        while waitpid(child.pid, &raw, 0) < 0 && errno == EINTR {}
+    }
     // MARK: Failing to start
 
     @Test func spawningMissingProgramThrowsENOENTAndLeavesNothingOpen() async throws {

@@ -69,4 +69,8 @@ int roost_stdio_pair(int fds[2]);
 // Names the calling thread (at most 15 bytes are kept), as `top -H` and /proc show it.
 void roost_set_thread_name(const char *name);
 
+// Makes every thread allocate from one malloc arena (mallopt M_ARENA_MAX): glibc's <malloc.h>
+// is not part of Swift's Glibc module. Call before threads allocate; returns mallopt's result.
+int roost_single_malloc_arena(void);
+
 #endif
