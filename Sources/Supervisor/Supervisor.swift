@@ -26,6 +26,7 @@
 // - Events: `supervisor.state.<state>` [service id] {pid, exit, restarts, delay_ms}, and
 //   `process.started` / `process.exited` [PID] {service, pid, status}.
 import Core
+import DequeModule
 import Logging
 import Registry
 
@@ -103,6 +104,12 @@ public actor Supervisor: RegistryParticipant {
     private var services: [EntryID: ServiceRuntime] = [:]
     /// Carries out committed versions one after the other (see `committed`).
     private var reconciling: Task<Void, Never>?
+    /// Starts wait here so that only a few are under way at once: a thousand services starting
+    /// together would otherwise each hold a task and a prepared environment until a spawn thread
+    /// is free, and the heap would keep that peak. The spawn threads are the limit anyway.
+    private var spawnQueue: Deque<(runtime: ServiceRuntime, generation: Int)> = []
+    private var spawnsUnderWay = 0
+    private static let spawnsAtOnce = 8
     private var shuttingDown = false
     private var booted = false
 
@@ -356,6 +363,12 @@ public actor Supervisor: RegistryParticipant {
         if runtime.machine.state != before {
             for waiter in runtime.stateWaiters { waiter.resume() }
             runtime.stateWaiters.removeAll()
+            if runtime.process == nil {
+                // A stop can end without an exit (a start that never happened): `stopAndWait`
+                // checks again.
+                for waiter in runtime.exitWaiters { waiter.resume() }
+                runtime.exitWaiters.removeAll()
+            }
             if runtime.machine.state == .running {
                 // Dependents waiting for this one may go now.
                 for other in services.values where other.wanted && other.definition.requires.contains(runtime.id) {
@@ -368,7 +381,9 @@ public actor Supervisor: RegistryParticipant {
     private func perform(_ action: ServiceMachine.Action, for runtime: ServiceRuntime) {
         switch action {
         case .spawn:
-            spawn(runtime)
+            runtime.generation += 1
+            spawnQueue.append((runtime, runtime.generation))
+            startQueuedSpawns()
         case .signal(let signal):
             // With no process yet (stopped while spawning), `spawned` sends the stop signal.
             if let process = runtime.process {
@@ -420,7 +435,19 @@ public actor Supervisor: RegistryParticipant {
 
     // MARK: - Processes
 
-    private func spawn(_ runtime: ServiceRuntime) {
+    private func startQueuedSpawns() {
+        while spawnsUnderWay < Self.spawnsAtOnce, let (runtime, generation) = spawnQueue.popFirst() {
+            guard runtime.generation == generation else { continue }  // a later start replaced it
+            if runtime.machine.state == .stopping {
+                // Stopped while it waited: it never starts, and the stop is complete.
+                handle(runtime, .spawnFailed("stopped before it started"))
+                continue
+            }
+            spawn(runtime, generation: generation)
+        }
+    }
+
+    private func spawn(_ runtime: ServiceRuntime, generation: Int) {
         let definition = runtime.definition
         var credentials: ProcessOptions.Credentials?
         if let user = definition.user {
@@ -461,9 +488,9 @@ public actor Supervisor: RegistryParticipant {
             openFiles: definition.limits.openFiles.map(UInt64.init), memoryBytes: definition.limits.memoryBytes.map(UInt64.init),
             cpuSeconds: definition.limits.cpuSeconds.map(UInt64.init))
         options.dieWithHost = true
-        runtime.generation += 1
-        let generation = runtime.generation
+        spawnsUnderWay += 1
         Task {
+            defer { self.spawnFinished() }
             let notify: DatagramReceiver?
             if definition.readiness == .notify {
                 notify = try? await DatagramReceiver.bind(on: loop, path: notifyPath, mode: 0o666)
@@ -478,6 +505,11 @@ public actor Supervisor: RegistryParticipant {
                 self.spawnFailed(runtime, "cannot start \(definition.exec[0]): \(error)", generation: generation)
             }
         }
+    }
+
+    private func spawnFinished() {
+        spawnsUnderWay -= 1
+        startQueuedSpawns()
     }
 
     private func spawnFailed(_ runtime: ServiceRuntime, _ reason: String, generation: Int) {

@@ -247,6 +247,30 @@ func processExists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
         await fixture.close()
     }
 
+    @Test func servicesStoppedWhileTheirStartsWaitInLineNeverRunAndNothingIsLeft() async throws {
+        let fixture = try await SupervisorFixture()
+        // More services than spawns are let under way at once: most wait in line.
+        let many = (1...40).map { service("s\($0)", "[/bin/sleep, '1000']") }.joined()
+        await fixture.apply("namespace: app\nentries:\n" + many)
+        var iterator = fixture.events.makeAsyncIterator()
+        var started: [Int32] = []
+        var starting = 0, stopped = 0
+        func count(_ event: Event) {
+            if event.topic == "process.started", let pid = event.data["pid"]?.intValue { started.append(Int32(pid)) }
+            if event.topic == "supervisor.state.starting" { starting += 1 }
+            if event.topic == "supervisor.state.stopped" { stopped += 1 }
+        }
+        // The first process runs: the others are under way or waiting in line. Stop everything.
+        while started.isEmpty, let event = await iterator.next() { count(event) }
+        await fixture.close()
+        fixture.bus.publish(topic: "test.end", path: "", data: [:])
+        while let event = await iterator.next(), event.topic != "test.end" { count(event) }
+        #expect(starting == 40)
+        #expect(stopped == 40)
+        #expect(started.count < 40)
+        for pid in started { #expect(!processExists(pid)) }
+    }
+
     @Test func aServiceStartsOnlyOnceWhatItRequiresIsRunning() async throws {
         let fixture = try await SupervisorFixture()
         let slow = #"[/bin/sh, -c, 'sleep 0.3; "$ROOST_BIN" notify --ready; exec sleep 1000']"#
