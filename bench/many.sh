@@ -18,16 +18,20 @@ running() { pgrep -c -f 'sleep 100077$' || true; }
 cpu_ticks() { local t=0 p; for p in "$@"; do [ -r /proc/$p/stat ] && t=$((t + $(awk '{print $14 + $15}' /proc/$p/stat))); done; echo $t; }
 rss_kib() { local t=0 p; for p in "$@"; do [ -r /proc/$p/status ] && t=$((t + $(awk '/VmRSS/ {print $2}' /proc/$p/status))); done; echo $t; }
 
-# report NAME START_US PIDS_COMMAND: waits for all services, then measures.
+start_ticks() { awk '{sub(/.*\) /, ""); print $20}' "/proc/$1/stat"; }
+
+# report NAME SUPERVISOR_PID PIDS_COMMAND [PER_SERVICE]: waits for all services, then measures.
+# The start time is the span between the supervisor's process start and the last service
+# process's, both from /proc (clock ticks: 1/$hz s).
 report() {
-  local name=$1 start=$2 pids_cmd=$3 per_service=${4:-1} now
-  if ! "$here/wait-services.py" "$count" 100077 120 "$baseline" "$per_service"; then echo "$name: not all services started"; return; fi
-  now=${EPOCHREALTIME/./}
+  local name=$1 supervisor=$2 pids_cmd=$3 per_service=${4:-1} last
+  if ! last=$("$here/wait-services.py" "$count" 100077 120 "$baseline" "$per_service"); then echo "$name: not all services started"; return; fi
+  local span=$(( (last - $(start_ticks "$supervisor")) * 1000 / hz ))
   local pids; pids=$($pids_cmd)
   local rss; rss=$(rss_kib $pids)
   local c0; c0=$(cpu_ticks $pids); sleep 10; local c1; c1=$(cpu_ticks $($pids_cmd))
-  printf '%-12s all %d running after %7.0f ms   resident %6d KiB   idle CPU %5.2f%% (10 s)\n' \
-    "$name" "$count" "$(echo "($now - $start) / 1000" | bc -l)" "$rss" "$(echo "($c1 - $c0) * 100 / $hz / 10" | bc -l)"
+  printf '%-12s all %d running after %5d ms   resident %6d KiB   idle CPU %5.2f%% (10 s)\n' \
+    "$name" "$count" "$span" "$rss" "$(echo "($c1 - $c0) * 100 / $hz / 10" | bc -l)"
 }
 
 # roost
@@ -40,10 +44,9 @@ mkdir -p "$work/registry"
   done
 } > "$work/registry/many.yaml"
 baseline=$(ls /proc | grep -c '^[0-9]')
-start=${EPOCHREALTIME/./}
 "$roost" run --registry "$work/registry" --state "$work/state" --log-level error 2>/dev/null &
 host=$!
-report roost "$start" "echo $host"
+report roost "$host" "echo $host"
 kill -TERM "$host"; wait "$host" 2>/dev/null || true
 while [ "$(running)" -gt 0 ]; do sleep 0.05; done
 
@@ -62,10 +65,9 @@ autorestart=true
 startsecs=0
 CONF
   baseline=$(ls /proc | grep -c '^[0-9]')
-  start=${EPOCHREALTIME/./}
   supervisord -c "$work/supervisord.conf" >/dev/null 2>&1 &
   sup=$!
-  report supervisord "$start" "echo $sup"
+  report supervisord "$sup" "echo $sup"
   kill -TERM "$sup"; wait "$sup" 2>/dev/null || true
   pkill -9 -f 'sleep 100077$' 2>/dev/null || true
   while [ "$(running)" -gt 0 ]; do sleep 0.05; done
@@ -79,10 +81,9 @@ if command -v s6-svscan >/dev/null; then
     chmod +x "$work/s6/s$i/run"
   done
   baseline=$(ls /proc | grep -c '^[0-9]')
-  start=${EPOCHREALTIME/./}
   s6-svscan -c $((count + 10)) "$work/s6" >/dev/null 2>&1 &
   scan=$!
-  report s6 "$start" "eval echo $scan \$(pgrep -f 's6-supervise')" 2
+  report s6 "$scan" "eval echo $scan \$(pgrep -f 's6-supervise')" 2
   s6-svscanctl -t "$work/s6" 2>/dev/null || kill -TERM "$scan"
   wait "$scan" 2>/dev/null || true
 fi

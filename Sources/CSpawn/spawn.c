@@ -21,14 +21,41 @@
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
 #endif
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
+#ifndef CLOSE_RANGE_UNSHARE
+#define CLOSE_RANGE_UNSHARE (1U << 1)
 #endif
 
 extern char **environ;
 
+// Three descriptors per spawning thread, reserved when it starts (while their numbers are low)
+// and kept open on /dev/null between spawns. Before each clone the child's standard streams are
+// placed there; the child then leaves the host's descriptor table behind except for the numbers
+// up to these (see child_main), however many descriptors the host has open. Without that, every
+// exec closed each of the host's descriptors, a few thousand with a thousand services, and that
+// was a fifth of all the CPU it took to start them.
+static __thread int slots[3] = {-1, -1, -1};
+static __thread int null_fd = -1;
+
+int roost_spawn_prepare_thread(void) {
+    if (null_fd >= 0) return 0;
+    int fds[4];
+    for (int i = 0; i < 4; i++) {
+        fds[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
+        if (fds[i] < 0) {
+            int error = errno;
+            while (i-- > 0) close(fds[i]);
+            return -error;
+        }
+    }
+    null_fd = fds[0];
+    for (int i = 0; i < 3; i++) slots[i] = fds[i + 1];
+    return 0;
+}
+
 struct child_state {
     const struct roost_spawn_request *request;
+    int slots[3];
+    int last_slot;
     pid_t parent;
     sigset_t parent_mask;
     // Written by the child before it gives up; read by the parent once clone has returned.
@@ -40,11 +67,6 @@ static int child_fail(struct child_state *state, int step) {
     state->error = errno ? errno : EINVAL;
     state->step = step;
     _exit(127);
-}
-
-// The first free descriptor at or above 3, for a standard descriptor that must move out of the way.
-static int move_up(int fd) {
-    return (int)syscall(SYS_fcntl, fd, F_DUPFD_CLOEXEC, 3);
 }
 
 static void exec_program(const struct roost_spawn_request *request, char *const *envp) {
@@ -95,30 +117,20 @@ static int child_main(void *argument) {
 
     if (request->new_session && setsid() < 0) child_fail(state, ROOST_SPAWN_STEP_SESSION);
 
-    // Standard descriptors: first move any source that sits on a standard number other than its
-    // target out of the way, so that no dup2 below overwrites a source still needed.
-    int sources[3];
-    for (int i = 0; i < 3; i++) {
-        int fd = request->stdio[i];
-        if (fd < 0) {
-            fd = open("/dev/null", O_RDWR | O_CLOEXEC);
-            if (fd < 0) child_fail(state, ROOST_SPAWN_STEP_STDIO);
-        } else if (fd < 3 && fd != i) {
-            fd = move_up(fd);
-            if (fd < 0) child_fail(state, ROOST_SPAWN_STEP_STDIO);
-        }
-        sources[i] = fd;
+    // The descriptor table is shared with the host until here (CLONE_FILES: nothing was copied
+    // at the clone). Take a private copy of the numbers up to the last slot only; the host's other
+    // descriptors never reach this process, so its exec has none to close.
+    if (syscall(SYS_close_range, (unsigned)state->last_slot + 1, ~0U, CLOSE_RANGE_UNSHARE) < 0) {
+        // Kernels before 5.9: copy the whole table, then close what lies above the slots.
+        if (unshare(CLONE_FILES) < 0) child_fail(state, ROOST_SPAWN_STEP_STDIO);
+        int top = (int)sysconf(_SC_OPEN_MAX);
+        for (int fd = state->last_slot + 1; fd < top; fd++) close(fd);
     }
     for (int i = 0; i < 3; i++) {
-        if (sources[i] == i) {
-            int flags = fcntl(i, F_GETFD);
-            if (flags < 0 || fcntl(i, F_SETFD, flags & ~FD_CLOEXEC) < 0) child_fail(state, ROOST_SPAWN_STEP_STDIO);
-        } else if (dup2(sources[i], i) < 0) {
-            child_fail(state, ROOST_SPAWN_STEP_STDIO);
-        }
+        if (dup2(state->slots[i], i) < 0) child_fail(state, ROOST_SPAWN_STEP_STDIO);  // clears close-on-exec
     }
-    // Nothing else of the host's reaches the program, whether or not it was opened close-on-exec.
-    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
+    // The slots and whatever else of the host's sits below them.
+    syscall(SYS_close_range, 3U, ~0U, 0U);
 
     if (request->cwd && chdir(request->cwd) < 0) child_fail(state, ROOST_SPAWN_STEP_CWD);
 
@@ -156,6 +168,11 @@ static int child_main(void *argument) {
     return 127;
 }
 
+// Points the slots back at /dev/null.
+static void reset_slots(void) {
+    for (int i = 0; i < 3; i++) dup3(null_fd, slots[i], O_CLOEXEC);
+}
+
 void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_result *result) {
     result->pid = -1;
     result->pidfd = -1;
@@ -178,7 +195,27 @@ void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_r
         stack = mapped;
     }
 
-    struct child_state state = {.request = request, .parent = getpid(), .error = 0, .step = 0};
+    int prepared = roost_spawn_prepare_thread();
+    if (prepared < 0) {
+        result->error = -prepared;
+        result->step = ROOST_SPAWN_STEP_STDIO;
+        return;
+    }
+    // The child's standard streams into this thread's slots (/dev/null where none is given).
+    int last_slot = 0;
+    for (int i = 0; i < 3; i++) {
+        int source = request->stdio[i] >= 0 ? request->stdio[i] : null_fd;
+        if (dup3(source, slots[i], O_CLOEXEC) < 0) {
+            result->error = errno;
+            result->step = ROOST_SPAWN_STEP_STDIO;
+            reset_slots();
+            return;
+        }
+        if (slots[i] > last_slot) last_slot = slots[i];
+    }
+
+    struct child_state state = {.request = request, .slots = {slots[0], slots[1], slots[2]}, .last_slot = last_slot,
+                                .parent = getpid(), .error = 0, .step = 0};
     // No signal handler of the host may run in the child before it has reset them.
     sigset_t all;
     sigfillset(&all);
@@ -186,8 +223,10 @@ void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_r
 
     int pidfd = -1;
     pid_t pid = clone(child_main, (char *)stack + stack_size,
-                      CLONE_VM | CLONE_VFORK | CLONE_PIDFD | SIGCHLD, &state, (pid_t *)&pidfd);
+                      CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &state, (pid_t *)&pidfd);
     int clone_error = errno;
+    // The host must not keep the child's ends of its pipes open (it would never see their end).
+    reset_slots();
 
     pthread_sigmask(SIG_SETMASK, &state.parent_mask, NULL);
 

@@ -30,6 +30,7 @@ final class SpawnThreads: Sendable {
             let rc = pthread_create(&thread, nil, { raw in
                 let start = Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue()
                 roost_set_thread_name(start.name)
+                _ = roost_spawn_prepare_thread()  // its descriptor slots, while their numbers are low
                 start.owner.serve()
             }, box.toOpaque())
             precondition(rc == 0, "pthread_create failed: \(rc)")

@@ -61,6 +61,11 @@ struct roost_spawn_result {
 // long-lived threads.
 void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_result *result);
 
+// Reserves the calling thread's three descriptor slots (and a /dev/null) for its spawns: call it
+// when a spawning thread starts, before the host opens many descriptors, so their numbers are low
+// (roost_spawn reserves them itself on first use otherwise). Returns 0, or -errno.
+int roost_spawn_prepare_thread(void);
+
 // A connected pair of unix stream sockets, both close-on-exec (no other child inherits them), to
 // serve as a child's standard stream: unlike a pipe, the host's end can be shut down for writing
 // (the child then reads end-of-file). Returns 0, or -errno.
