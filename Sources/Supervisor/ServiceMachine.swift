@@ -81,6 +81,9 @@ public struct ServiceMachine: Sendable {
     private var recentRestarts: [Duration] = []
     /// A kill is under way to restart (readiness or watchdog failure), not to stop.
     private var killingForRestart = false
+    /// The process is to be killed (start timeout, missed watchdog): one that was still being
+    /// spawned when that was decided must be killed as soon as it exists.
+    public var killPending: Bool { killingForRestart }
     private var random: SplitMix64
 
     public init(policy: RestartPolicy, stopPolicy: StopPolicy = StopPolicy(), startTimeout: Duration = .seconds(30),

@@ -361,6 +361,10 @@ public actor Supervisor: RegistryParticipant {
         let actions = runtime.machine.handle(event, at: now)
         for action in actions { perform(action, for: runtime) }
         if runtime.machine.state != before {
+            if before == .starting {
+                // A probe still running has nothing left to check.
+                for probe in runtime.probes.values { probe.assumeIsolated { _ = $0.signalGroup(SIGKILL) } }
+            }
             for waiter in runtime.stateWaiters { waiter.resume() }
             runtime.stateWaiters.removeAll()
             if runtime.process == nil {
@@ -443,6 +447,11 @@ public actor Supervisor: RegistryParticipant {
                 handle(runtime, .spawnFailed("stopped before it started"))
                 continue
             }
+            if runtime.machine.killPending {
+                // Its start timed out while it waited: as if started and killed at once.
+                handle(runtime, .exited(TerminationStatus(code: 0, signal: SIGKILL)))
+                continue
+            }
             spawn(runtime, generation: generation)
         }
     }
@@ -463,14 +472,7 @@ public actor Supervisor: RegistryParticipant {
         }
 
         let processID = pids.next(owner: runtime.id.description)
-        var environment = hostEnvironment
-        for (key, value) in definition.env { environment[key] = value }
-        environment["ROOST_SERVICE"] = runtime.id.description
-        environment["ROOST_PID"] = processID.description
-        environment["ROOST_HOST_TOKEN"] = token
-        if let host = configuration.hostExecutable { environment["ROOST_BIN"] = host }
-        environment["NOTIFY_SOCKET"] = nil
-        environment["WATCHDOG_USEC"] = nil
+        var environment = environment(of: definition, processID: processID)
         let notifyPath = configuration.runPath + "/notify/\(runtime.id.namespace).\(runtime.id.name).sock"
         if definition.readiness == .notify {
             environment["NOTIFY_SOCKET"] = notifyPath
@@ -505,6 +507,20 @@ public actor Supervisor: RegistryParticipant {
                 self.spawnFailed(runtime, "cannot start \(definition.exec[0]): \(error)", generation: generation)
             }
         }
+    }
+
+    /// What a process of the service sees: the host's environment, the service's `env`, and the
+    /// host's own variables (no notify socket: only the main process gets one).
+    private func environment(of definition: ServiceDefinition, processID: PID) -> [String: String] {
+        var environment = hostEnvironment
+        for (key, value) in definition.env { environment[key] = value }
+        environment["ROOST_SERVICE"] = definition.id.description
+        environment["ROOST_PID"] = processID.description
+        environment["ROOST_HOST_TOKEN"] = token
+        if let host = configuration.hostExecutable { environment["ROOST_BIN"] = host }
+        environment["NOTIFY_SOCKET"] = nil
+        environment["WATCHDOG_USEC"] = nil
+        return environment
     }
 
     private func spawnFinished() {
@@ -551,6 +567,11 @@ public actor Supervisor: RegistryParticipant {
             // A stop came while the process was being started.
             let signal = runtime.definition.stop.signal
             Task { _ = await child.signalGroup(signal) }
+            return
+        }
+        if runtime.machine.killPending {
+            // Its start timed out while it was being spawned.
+            Task { _ = await child.signalGroup(SIGKILL) }
             return
         }
         switch runtime.definition.readiness {
@@ -688,7 +709,7 @@ public actor Supervisor: RegistryParticipant {
 
     private func probe(_ runtime: ServiceRuntime, generation: Int) async {
         while runtime.generation == generation, runtime.machine.state == .starting {
-            if await Self.probeOnce(runtime.definition.readiness, loop: loop) {
+            if await probeOnce(runtime) {
                 guard runtime.generation == generation, runtime.machine.state == .starting else { return }
                 handle(runtime, .ready)
                 return
@@ -697,8 +718,8 @@ public actor Supervisor: RegistryParticipant {
         }
     }
 
-    static func probeOnce(_ readiness: Readiness, loop: EventLoop) async -> Bool {
-        switch readiness {
+    private func probeOnce(_ runtime: ServiceRuntime) async -> Bool {
+        switch runtime.definition.readiness {
         case .none, .notify:
             return true
         case .tcp(let port):
@@ -708,12 +729,45 @@ public actor Supervisor: RegistryParticipant {
         case .http(let url):
             return await HTTPProbe.get(url, loop: loop)
         case .exec(let argv):
-            var options = ProcessOptions(argv)
-            options.stdout = .null
-            options.stderr = .null
-            guard let child = try? await ChildProcess.spawn(on: loop, options) else { return false }
-            return (try? await child.wait())?.succeeded ?? false
+            return await runProbe(argv, for: runtime)
         }
+    }
+
+    /// One run of an `exec` readiness probe: a process of the service (a PID of its own whose
+    /// parent is the service's main process), with the service's environment, folder and user,
+    /// in a group of its own that is killed once the service stops starting (ready, timed out,
+    /// stopped), so a probe that hangs never outlives the start it checks.
+    private func runProbe(_ argv: [String], for runtime: ServiceRuntime) async -> Bool {
+        let definition = runtime.definition
+        let processID = pids.next(owner: runtime.id.description)
+        let parent = runtime.processID?.description ?? "supervisor"
+        var options = ProcessOptions(argv, environment: environment(of: definition, processID: processID),
+                                     workingDirectory: definition.workdir)
+        options.stdin = .null
+        options.stdout = .null
+        options.stderr = .null
+        options.newProcessGroup = true
+        options.dieWithHost = true
+        if let user = definition.user, getuid() == 0, let ids = Self.userIDs(user) {
+            options.credentials = ProcessOptions.Credentials(uid: ids.uid, gid: ids.gid)
+        }
+        guard let child = try? await ChildProcess.spawn(on: loop, options) else { return false }
+        ProcessGroupTable.add(child.pid)
+        bus.publish(topic: "process.started", path: processID.description, data: [
+            "service": .string(runtime.id.description), "pid": .int(Int64(child.pid)), "parent": .string(parent),
+            "role": "readiness",
+        ])
+        runtime.probes[child.pid] = child
+        if runtime.machine.state != .starting { await child.signalGroup(SIGKILL) }
+        let status = (try? await child.wait()) ?? TerminationStatus(code: -1, signal: SIGKILL)
+        runtime.probes[child.pid] = nil
+        await Self.killGroup(child, loop: loop)
+        ProcessGroupTable.remove(child.pid)
+        bus.publish(topic: "process.exited", path: processID.description, data: [
+            "service": .string(runtime.id.description), "pid": .int(Int64(child.pid)), "status": .string(status.description),
+            "role": "readiness",
+        ])
+        return status.succeeded
     }
 
     // MARK: - Helpers
@@ -803,6 +857,8 @@ final class ServiceRuntime {
     var watchdog: LoopTimer?
     var notify: DatagramReceiver?
     var notifyStatus: String?
+    /// Readiness probes (`exec`) running now, by OS pid.
+    var probes: [Int32: ChildProcess] = [:]
     var ring: LogRing
     var followers: [Int: AsyncStream<LogLine>.Continuation] = [:]
     var nextFollower = 0

@@ -168,6 +168,47 @@ func processExists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
         await fixture.close()
     }
 
+    @Test func execProbesAreProcessesOfTheServiceAndNeverOutliveItsStart() async throws {
+        let fixture = try await SupervisorFixture()
+        let flag = fixture.folder + "/ready"
+        await fixture.apply("namespace: app\nentries:\n"
+            + service("checked", "[/bin/sleep, '1000']", "{auto_start: true, readiness: {exec: [/bin/sh, -c, 'test -e \(flag)']}}")
+            + service("hung", "[/bin/sleep, '1000']",
+                      "{auto_start: true, start_timeout: 1500ms, restart: {policy: never}, readiness: {exec: [/bin/sleep, '1000']}}"))
+        var iterator = fixture.events.makeAsyncIterator()
+        var mains: [String: String] = [:]  // service -> its main process's PID
+        var probes: [String: [(pid: Int32, parent: String)]] = [:]
+        var exitedProbes = Set<Int32>()
+        func note(_ event: Event) {
+            guard let service = event.data["service"]?.stringValue, let pid = event.data["pid"]?.intValue else { return }
+            let isProbe = event.data["role"]?.stringValue == "readiness"
+            if event.topic == "process.started" {
+                if isProbe { probes[service, default: []].append((Int32(pid), event.data["parent"]?.stringValue ?? "")) }
+                else { mains[service] = event.path }
+            }
+            if event.topic == "process.exited", isProbe { exitedProbes.insert(Int32(pid)) }
+        }
+        // A probe of "checked" has failed at least once before the flag exists.
+        while (probes["app:checked"]?.count ?? 0) < 2, let event = await iterator.next() { note(event) }
+        #expect(FileManager.default.createFile(atPath: flag, contents: nil))
+        await fixture.waitFor("app:checked", [.running])
+        await fixture.waitFor("app:hung", [.exited, .failed])
+        #expect(await fixture.status("app:hung")?.lastExit == "not ready within 1.5s")
+        // Every probe started ends, and says so.
+        func allEnded() -> Bool { probes.values.joined().allSatisfy { exitedProbes.contains($0.pid) } }
+        while !allEnded(), let event = await iterator.next() { note(event) }
+        for service in ["app:checked", "app:hung"] {
+            let started = probes[service] ?? []
+            #expect(!started.isEmpty)
+            for probe in started {
+                #expect(probe.parent == mains[service])
+                #expect(exitedProbes.contains(probe.pid))
+                #expect(!processExists(probe.pid))
+            }
+        }
+        await fixture.close()
+    }
+
     @Test func outputIsCapturedInOrderAndLongLinesAreSplitNotLost() async throws {
         let fixture = try await SupervisorFixture()
         // 200 numbered lines, one 40,000-byte line, then a last line without a newline.
@@ -269,6 +310,26 @@ func processExists(_ pid: Int32) -> Bool { kill(pid, 0) == 0 || errno == EPERM }
         #expect(stopped == 40)
         #expect(started.count < 40)
         for pid in started { #expect(!processExists(pid)) }
+    }
+
+    @Test func aStartThatTimesOutBeforeItsProcessExistsStillEndsIt() async throws {
+        let fixture = try await SupervisorFixture()
+        // The timeout fires while most spawns wait in line or are under way.
+        let many = (1...20).map {
+            service("s\($0)", "[/bin/sleep, '1000']",
+                    "{auto_start: true, start_timeout: 1ms, restart: {policy: never}, readiness: {exec: [/bin/false]}}")
+        }.joined()
+        await fixture.apply("namespace: app\nentries:\n" + many)
+        for i in 1...20 { await fixture.waitFor("app:s\(i)", [.exited]) }
+        fixture.bus.publish(topic: "test.end")
+        var iterator = fixture.events.makeAsyncIterator()
+        var started: [Int32] = []
+        while let event = await iterator.next(), event.topic != "test.end" {
+            if event.topic == "process.started", event.data["role"] == nil, let pid = event.data["pid"]?.intValue { started.append(Int32(pid)) }
+        }
+        for i in 1...20 { #expect(await fixture.status("app:s\(i)")?.lastExit == "not ready within 1ms") }
+        for pid in started { #expect(ProcessTable.members(of: pid).isEmpty) }
+        await fixture.close()
     }
 
     @Test func aServiceStartsOnlyOnceWhatItRequiresIsRunning() async throws {
