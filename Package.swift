@@ -45,7 +45,10 @@ let package = Package(
         // The dependencies below are the direction DESIGN.md fixes.
         .target(name: "Registry", dependencies: ["Core", "CSQLite", .product(name: "Yams", package: "Yams")]),
         .target(name: "Supervisor", dependencies: ["Core", "Registry", .product(name: "DequeModule", package: "swift-collections")]),
-        .target(name: "HTTPService", dependencies: ["Core", "Registry", "Supervisor", "CHTTPParser"]),
+        .target(
+            name: "HTTPService",
+            dependencies: ["Core", "Registry", "Supervisor", "CHTTPParser", .product(name: "Logging", package: "swift-log")]
+        ),
         .target(name: "SwiftletKit"),
         .target(
             name: "Components",

@@ -1,0 +1,194 @@
+import Core
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// How a CGI function runs: its program and what it gets besides the request's variables.
+public struct CGIProgram: Sendable {
+    public var arguments: [String]
+    /// The function's own environment (the request's variables are laid over it).
+    public var environment: [String: String]
+    public var workingDirectory: String?
+    /// From the start of the process until the response is complete; then its group is killed.
+    public var timeout: Duration
+
+    public init(arguments: [String], environment: [String: String] = [:], workingDirectory: String? = nil,
+                timeout: Duration = .seconds(30)) {
+        self.arguments = arguments
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+        self.timeout = timeout
+    }
+}
+
+/// Runs one request through a CGI program (RFC 3875): a process per request, in a process group
+/// of its own, the request body on its stdin, its stdout parsed as a CGI response and streamed
+/// to the client as the program writes it, its stderr logged line by line with the request id.
+///
+/// - Memory stays bounded both ways: the body is written while the output is read, and the output
+///   is read only as fast as the client takes it (the stream is pulled; the pipe's read limit
+///   stops reading, and the program blocks on its next write).
+/// - The timeout covers the whole exchange: before the head is complete it is a 504; later the
+///   stream just ends. Either way, and whenever the client goes away, the group is killed.
+/// - A program that cannot be started, or ends or writes garbage before a valid head, is a 502.
+/// - A local redirect (`Location: /path`) is returned as such for the caller to route again.
+public enum CGIGateway {
+    public enum Outcome: Sendable {
+        case response(HTTPResponse)
+        case localRedirect(path: String)
+    }
+
+    public static func run(_ program: CGIProgram, for request: CGIRequest, requestID: String, on loop: EventLoop,
+                           logger: Logger) async -> Outcome {
+        var environment = program.environment
+        for (key, value) in request.variables { environment[key] = value }
+        var options = ProcessOptions(program.arguments, environment: environment, workingDirectory: program.workingDirectory)
+        options.stdin = .pipe
+        options.stdout = .pipe
+        options.stderr = .pipe
+        options.newProcessGroup = true
+        options.dieWithHost = true
+        let child: ChildProcess
+        do {
+            child = try await ChildProcess.spawn(on: loop, options)
+        } catch {
+            logger.error("cannot start \(program.arguments[0]): \(error)", metadata: ["request": "\(requestID)"])
+            return .response(.text(status: 502, "bad gateway: the function could not be started\n"))
+        }
+        let exchange = Exchange(child: child, loop: loop)
+        exchange.armTimeout(program.timeout)
+        logStderr(child, program: program.arguments[0], requestID: requestID, logger: logger)
+        let body = request.request.body
+        Task {
+            // The body goes in while the output comes out: neither side waits for the other.
+            if let stdin = child.stdin {
+                try? await stdin.write(body)
+                try? await stdin.shutdownWrite()
+            }
+        }
+
+        guard let stdout = child.stdout else { return .response(.text(status: 502, "bad gateway\n")) }
+        var parser = CGIResponseParser()
+        var outcome = CGIResponseParser.Outcome.needMore
+        while outcome == .needMore {
+            let chunk = try? await stdout.read()
+            if exchange.timedOut.load(ordering: .acquiring) {
+                await exchange.end()
+                logger.warning("\(program.arguments[0]) gave no response within \(program.timeout)", metadata: ["request": "\(requestID)"])
+                return .response(.text(status: 504, "gateway timeout\n"))
+            }
+            guard let chunk else {
+                outcome = parser.finish()
+                break
+            }
+            outcome = parser.feed(chunk)
+        }
+        switch outcome {
+        case .needMore:
+            preconditionFailure("the loop above ends only with an outcome")
+        case .invalid(let reason):
+            await exchange.end()
+            let status = await child.exitStatus
+            logger.error("\(program.arguments[0]): invalid CGI response: \(reason)\(status.map { " (\($0))" } ?? "")",
+                         metadata: ["request": "\(requestID)"])
+            return .response(.text(status: 502, "bad gateway: the function's response was not valid CGI\n"))
+        case .localRedirect(let path):
+            await exchange.end()
+            return .localRedirect(path: path)
+        case .response(let status, let reason, let headers, let first):
+            var pending: [UInt8]? = first.isEmpty ? nil : first
+            // The server drops the stream when its client goes away: the process ends with it.
+            let owner = EndOnRelease(exchange)
+            let stream = AsyncStream<[UInt8]>(unfolding: {
+                withExtendedLifetime(owner) {}
+                if let chunk = pending {
+                    pending = nil
+                    return chunk
+                }
+                if let chunk = try? await stdout.read() { return chunk }
+                await exchange.end()
+                return nil
+            }, onCancel: {
+                // The client went away (or the server shut down): nothing more is wanted.
+                Task { await exchange.end() }
+            })
+            return .response(HTTPResponse(status: status, reason: reason, headers: headers, body: .stream(stream)))
+        }
+    }
+
+    private static func logStderr(_ child: ChildProcess, program: String, requestID: String, logger: Logger) {
+        guard let stderr = child.stderr else { return }
+        Task {
+            var pending: [UInt8] = []
+            while let chunk = try? await stderr.read() {
+                pending += chunk
+                while let newline = pending.firstIndex(of: 10) {
+                    logger.warning("\(String(decoding: pending[..<newline], as: UTF8.self))",
+                                   metadata: ["request": "\(requestID)", "program": "\(program)"])
+                    pending.removeSubrange(...newline)
+                }
+                if pending.count > 16 * 1024 {
+                    logger.warning("\(String(decoding: pending, as: UTF8.self))", metadata: ["request": "\(requestID)", "program": "\(program)"])
+                    pending = []
+                }
+            }
+            if !pending.isEmpty {
+                logger.warning("\(String(decoding: pending, as: UTF8.self))", metadata: ["request": "\(requestID)", "program": "\(program)"])
+            }
+            await stderr.close()
+        }
+    }
+}
+
+/// Ends the exchange when the stream that holds it is released.
+private final class EndOnRelease: Sendable {
+    let exchange: Exchange
+    init(_ exchange: Exchange) { self.exchange = exchange }
+    deinit {
+        let exchange = exchange
+        Task { await exchange.end() }
+    }
+}
+
+/// One request's process: its timeout and its end (group killed, pipes closed, child reaped).
+private final class Exchange: Sendable {
+    let child: ChildProcess
+    let loop: EventLoop
+    let timedOut = Atomic<Bool>(false)
+    private let ended = Atomic<Bool>(false)
+    private let timer: LoopTimer
+
+    init(child: ChildProcess, loop: EventLoop) {
+        self.child = child
+        self.loop = loop
+        timer = LoopTimer(loop: loop)
+    }
+
+    func armTimeout(_ timeout: Duration) {
+        let child = child
+        Task { [timer] in
+            try? await timer.start(after: timeout) { [self] in
+                timedOut.store(true, ordering: .releasing)
+                // Killing the group ends its output, which wakes whoever reads it; closing the pipe
+                // covers a process that left the group with the pipe still open.
+                Task {
+                    await child.signalGroup(SIGKILL)
+                    await child.stdout?.close()
+                }
+            }
+        }
+    }
+
+    /// Idempotent.
+    func end() async {
+        guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
+        await timer.close()
+        await child.signalGroup(SIGKILL)
+        await child.stdin?.close()
+        await child.stdout?.close()
+        _ = try? await child.wait()
+    }
+}
