@@ -6,10 +6,12 @@
 //   a created service with `auto_start` starts; a service whose definition changed is stopped and
 //   started again with the new one (if it was meant to run); a deleted one is stopped and
 //   forgotten. A rollback is just another version. A service in `failed` starts again when a new
-//   version changes it, or when a person asks (`start`).
+//   version changes it, or when a person asks (`start`). `committed` only decides; the stops and
+//   starts run on a task of their own, version after version (`settled()` waits for them), so
+//   a slow stop never holds the registry's apply.
 // - Order: a service starts only once every service it `requires` is running (ready), and at
-//   shutdown it stops before the services it requires. Independent services start and stop
-//   concurrently.
+//   shutdown, or when a version stops several, it stops before the services it requires.
+//   Independent services start and stop concurrently; at most 8 spawns are under way at once.
 // - Restarts follow the service's `ServiceMachine` (restart policy, backoff with jitter, give-up
 //   after max_restarts within window, stop signal then SIGKILL after the stop timeout).
 // - Processes: each service runs in its own session and process group, stdin on /dev/null,
@@ -22,9 +24,10 @@
 // - Readiness: `none` is ready at once; `notify` listens on a datagram socket
 //   (`run/notify/<service>.sock`, given as NOTIFY_SOCKET) for READY=1, STATUS=, WATCHDOG=1 (with
 //   WATCHDOG_USEC set when a watchdog is configured: a missed one restarts the service); `tcp`,
-//   `http` and `exec` are probed every 100 ms until they succeed or start_timeout passes.
+//   `http` and `exec` are probed every 100 ms until they succeed or start_timeout passes (an
+//   `exec` probe is a process of the service, killed with its group once the start is decided).
 // - Events: `supervisor.state.<state>` [service id] {pid, exit, restarts, delay_ms}, and
-//   `process.started` / `process.exited` [PID] {service, pid, status}.
+//   `process.started` / `process.exited` [PID] {service, pid, parent, role, status}.
 import Core
 import DequeModule
 import Logging
