@@ -1,5 +1,6 @@
 import Core
 import Logging
+import Supervisor
 import Synchronization
 
 #if canImport(Glibc)
@@ -186,9 +187,11 @@ private final class Exchange: Sendable {
     func end() async {
         guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
         await timer.close()
-        await child.signalGroup(SIGKILL)
+        let groupLeft = await child.signalGroup(SIGKILL)
         await child.stdin?.close()
         await child.stdout?.close()
         _ = try? await child.wait()
+        // What else the program started in its group was killed too; it is gone when this returns.
+        if groupLeft { await Supervisor.awaitGroupGone(child.pid, loop: loop) }
     }
 }

@@ -783,7 +783,7 @@ public actor Supervisor: RegistryParticipant {
     }
 
     /// Waits (up to a second) until process group `pgid` has no members left.
-    static func awaitGroupGone(_ pgid: Int32, loop: EventLoop) async {
+    public static func awaitGroupGone(_ pgid: Int32, loop: EventLoop) async {
         for _ in 0..<1000 {
             // Scanning /proc reads a file per process: not on the loop thread.
             if await Task.detached(operation: { ProcessTable.members(of: pgid).isEmpty }).value { return }
