@@ -51,7 +51,7 @@ public struct ServiceDefinition: Sendable, Hashable {
 }
 
 /// Reads a `swiftlet.service` entry: every problem, each at the field it concerns.
-struct ServiceReader {
+struct ServiceReader: EntryFieldReading {
     let entry: Entry
     /// The registry folder, to resolve relative `exec` paths; nil leaves them as written.
     let registryRoot: String?
@@ -69,11 +69,6 @@ struct ServiceReader {
         "success_exit_codes",
     ]
 
-    mutating func fail(_ field: String, _ message: String) {
-        let top = field.split(separator: ".").first.map(String.init) ?? field
-        errors.append(RegistryError(.invalidField, "'\(field)': \(message)", at: entry.location(ofField: top), entry: entry.id))
-    }
-
     mutating func read() -> ServiceDefinition? {
         guard case .object(let data) = entry.data else {
             fail("data", "must be a mapping")
@@ -84,20 +79,7 @@ struct ServiceReader {
         }
         let exec = readExec(data["exec"])
         let workdir = string(data["workdir"], "workdir")
-        var env: [String: String] = [:]
-        if let value = data["env"] {
-            if case .object(let members) = value {
-                for (key, item) in members {
-                    switch item {
-                    case .string(let text): env[key] = text
-                    case .int, .double, .bool: env[key] = item.encoded()
-                    default: fail("env.\(key)", "must be a string, number or boolean")
-                    }
-                }
-            } else {
-                fail("env", "must be a mapping of names to values")
-            }
-        }
+        let env = readEnv(data["env"])
         let user = string(data["user"], "user")
         let limits = readLimits(data["limits"])
 
@@ -152,99 +134,6 @@ struct ServiceReader {
     }
 
     // MARK: - Fields
-
-    mutating func string(_ value: JSON?, _ field: String) -> String? {
-        guard let value else { return nil }
-        guard let text = value.stringValue, !text.isEmpty else {
-            fail(field, "must be a non-empty string")
-            return nil
-        }
-        return text
-    }
-
-    mutating func duration(_ value: JSON?, _ field: String) -> Duration? {
-        guard let value else { return nil }
-        if let text = value.stringValue, let duration = DurationText.parse(text) { return duration }
-        if value == .int(0) { return .zero }
-        fail(field, "'\(value.stringValue ?? value.encoded())' is not a duration (like 250ms, 10s, 5m)")
-        return nil
-    }
-
-    mutating func readExec(_ value: JSON?) -> [String]? {
-        var argv: [String]
-        switch value {
-        case nil:
-            errors.append(RegistryError(.missingField, "'exec' is required (the command to run)", at: entry.location, entry: entry.id))
-            return nil
-        case .string(let text)?:
-            guard let words = ShellWords.split(text) else {
-                fail("exec", "has an unterminated quote")
-                return nil
-            }
-            argv = words
-        case .array(let items)?:
-            argv = []
-            for item in items {
-                guard let text = item.stringValue else {
-                    fail("exec", "every item must be a string")
-                    return nil
-                }
-                argv.append(text)
-            }
-        default:
-            fail("exec", "must be a command line or a list of arguments")
-            return nil
-        }
-        guard let program = argv.first, !program.isEmpty else {
-            fail("exec", "is empty")
-            return nil
-        }
-        guard let resolved = resolve(program) else { return nil }
-        argv[0] = resolved
-        return argv
-    }
-
-    /// The program's path: checked to exist and be executable.
-    mutating func resolve(_ program: String) -> String? {
-        if !program.contains("/") {
-            let path = ProcessEnvironmentPath.search(program)
-            if path == nil { fail("exec", "'\(program)' is not found in PATH") }
-            return path
-        }
-        var path = program
-        if !program.hasPrefix("/"), let registryRoot {
-            let file = entry.location.file
-            let folder = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : ""
-            path = registryRoot + "/" + (folder.isEmpty ? "" : folder + "/") + program
-        }
-        var info = stat()
-        guard stat(path, &info) == 0 else {
-            fail("exec", "'\(program)' does not exist" + (path == program ? "" : " (looked at \(path))"))
-            return nil
-        }
-        guard info.st_mode & S_IFMT == S_IFREG, access(path, X_OK) == 0 else {
-            fail("exec", "'\(program)' is not an executable file")
-            return nil
-        }
-        // Absolute (the service may run in another working directory), but links are kept: some
-        // programs look at the name they were started by.
-        return Self.absolute(path)
-    }
-
-    static func absolute(_ path: String) -> String {
-        var parts: [Substring] = []
-        var full = path
-        if !path.hasPrefix("/") {
-            var buffer = [CChar](repeating: 0, count: 4096)
-            if getcwd(&buffer, buffer.count) != nil {
-                full = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/" + path
-            }
-        }
-        for part in full.split(separator: "/") where part != "." {
-            if part == "..", !parts.isEmpty { parts.removeLast() } else if part != ".." { parts.append(part) }
-        }
-        return "/" + parts.joined(separator: "/")
-    }
 
     mutating func readLimits(_ value: JSON?) -> ServiceLimits {
         var limits = ServiceLimits()
@@ -425,4 +314,132 @@ enum ProcessEnvironmentPath {
         }
         return nil
     }
+}
+
+/// The fields every swiftlet kind reads the same way (`exec`, `env`, `workdir`, durations), each
+/// problem reported at its field. A reader keeps the entry, the registry folder (to resolve a
+/// relative `exec` against the declaring file's folder) and the errors found so far.
+public protocol EntryFieldReading {
+    var entry: Entry { get }
+    var registryRoot: String? { get }
+    var errors: [RegistryError] { get set }
+}
+
+extension EntryFieldReading {
+    public mutating func fail(_ field: String, _ message: String) {
+        let top = field.split(separator: ".").first.map(String.init) ?? field
+        errors.append(RegistryError(.invalidField, "'\(field)': \(message)", at: entry.location(ofField: top), entry: entry.id))
+    }
+
+    public mutating func string(_ value: JSON?, _ field: String) -> String? {
+        guard let value else { return nil }
+        guard let text = value.stringValue, !text.isEmpty else {
+            fail(field, "must be a non-empty string")
+            return nil
+        }
+        return text
+    }
+
+    public mutating func duration(_ value: JSON?, _ field: String) -> Duration? {
+        guard let value else { return nil }
+        if let text = value.stringValue, let duration = DurationText.parse(text) { return duration }
+        if value == .int(0) { return .zero }
+        fail(field, "'\(value.stringValue ?? value.encoded())' is not a duration (like 250ms, 10s, 5m)")
+        return nil
+    }
+
+    public mutating func readExec(_ value: JSON?) -> [String]? {
+        var argv: [String]
+        switch value {
+        case nil:
+            errors.append(RegistryError(.missingField, "'exec' is required (the command to run)", at: entry.location, entry: entry.id))
+            return nil
+        case .string(let text)?:
+            guard let words = ShellWords.split(text) else {
+                fail("exec", "has an unterminated quote")
+                return nil
+            }
+            argv = words
+        case .array(let items)?:
+            argv = []
+            for item in items {
+                guard let text = item.stringValue else {
+                    fail("exec", "every item must be a string")
+                    return nil
+                }
+                argv.append(text)
+            }
+        default:
+            fail("exec", "must be a command line or a list of arguments")
+            return nil
+        }
+        guard let program = argv.first, !program.isEmpty else {
+            fail("exec", "is empty")
+            return nil
+        }
+        guard let resolved = resolve(program) else { return nil }
+        argv[0] = resolved
+        return argv
+    }
+
+    /// The program's path: checked to exist and be executable.
+    public mutating func resolve(_ program: String) -> String? {
+        if !program.contains("/") {
+            let path = ProcessEnvironmentPath.search(program)
+            if path == nil { fail("exec", "'\(program)' is not found in PATH") }
+            return path
+        }
+        var path = program
+        if !program.hasPrefix("/"), let registryRoot {
+            let file = entry.location.file
+            let folder = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : ""
+            path = registryRoot + "/" + (folder.isEmpty ? "" : folder + "/") + program
+        }
+        var info = stat()
+        guard stat(path, &info) == 0 else {
+            fail("exec", "'\(program)' does not exist" + (path == program ? "" : " (looked at \(path))"))
+            return nil
+        }
+        guard info.st_mode & S_IFMT == S_IFREG, access(path, X_OK) == 0 else {
+            fail("exec", "'\(program)' is not an executable file")
+            return nil
+        }
+        // Absolute (the service may run in another working directory), but links are kept: some
+        // programs look at the name they were started by.
+        return Self.absolute(path)
+    }
+
+    public static func absolute(_ path: String) -> String {
+        var parts: [Substring] = []
+        var full = path
+        if !path.hasPrefix("/") {
+            var buffer = [CChar](repeating: 0, count: 4096)
+            if getcwd(&buffer, buffer.count) != nil {
+                full = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "/" + path
+            }
+        }
+        for part in full.split(separator: "/") where part != "." {
+            if part == "..", !parts.isEmpty { parts.removeLast() } else if part != ".." { parts.append(part) }
+        }
+        return "/" + parts.joined(separator: "/")
+    }
+
+    /// `env`: a mapping of names to strings, numbers or booleans.
+    public mutating func readEnv(_ value: JSON?) -> [String: String] {
+        var env: [String: String] = [:]
+        guard let value else { return env }
+        guard case .object(let members) = value else {
+            fail("env", "must be a mapping of names to values")
+            return env
+        }
+        for (key, item) in members {
+            switch item {
+            case .string(let text): env[key] = text
+            case .int, .double, .bool: env[key] = item.encoded()
+            default: fail("env.\(key)", "must be a string, number or boolean")
+            }
+        }
+        return env
+    }
+
 }
