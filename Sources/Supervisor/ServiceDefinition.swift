@@ -166,17 +166,6 @@ struct ServiceReader: EntryFieldReading {
         return limits
     }
 
-    static func byteSize(_ value: JSON) -> Int? {
-        if let n = value.intValue { return n > 0 ? Int(n) : nil }
-        guard let text = value.stringValue else { return nil }
-        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)]
-        for (suffix, scale) in units where text.hasSuffix(suffix) {
-            guard let n = Int(text.dropLast(suffix.count)), n > 0 else { return nil }
-            return n * scale
-        }
-        return nil
-    }
-
     mutating func readRestart(_ value: JSON?) -> RestartPolicy {
         var policy = RestartPolicy()
         guard let value else { return policy }
@@ -442,4 +431,15 @@ extension EntryFieldReading {
         return env
     }
 
+    /// A size: a positive whole number of bytes, or one with KiB/MiB/GiB (K/M/G) after it.
+    public static func byteSize(_ value: JSON) -> Int? {
+        if let n = value.intValue { return n > 0 ? Int(n) : nil }
+        guard let text = value.stringValue else { return nil }
+        let units: [(String, Int)] = [("KiB", 1 << 10), ("MiB", 1 << 20), ("GiB", 1 << 30), ("K", 1 << 10), ("M", 1 << 20), ("G", 1 << 30)]
+        for (suffix, scale) in units where text.hasSuffix(suffix) {
+            guard let n = Int(text.dropLast(suffix.count)), n > 0 else { return nil }
+            return n * scale
+        }
+        return nil
+    }
 }
