@@ -28,6 +28,8 @@ public struct HTTPRequest: Sendable {
     public var keepAlive: Bool
     /// The client process, when the request came over a unix socket (set by `HTTPServer`).
     public var peer: PeerCredentials?
+    /// The client's address, when the request came over TCP (set by `HTTPServer`).
+    public var remoteAddress: SocketAddress?
 
     public init(method: String, target: String, version: HTTPVersion = .http1_1,
                 headers: HTTPHeaders = [:], body: [UInt8] = [], keepAlive: Bool = true) {

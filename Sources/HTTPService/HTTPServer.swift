@@ -227,6 +227,7 @@ public actor HTTPServer {
                 case .requestHead(let head):
                     request = head
                     request?.peer = peer
+                    request?.remoteAddress = channel.remoteAddress
                     // The head is complete; a body is not timed (see the type's contract).
                     setDeadline(id, after: nil)
                     if head.version == .http1_1, head.headers.hasToken("100-continue", in: "Expect"),

@@ -1,0 +1,117 @@
+import Core
+import HTTPService
+import Logging
+import Registry
+
+/// The HTTP side: one server per `http.service` entry, answering from the registry's current
+/// `Site` through the CGI gateway. It takes part in every apply: a version whose endpoints
+/// conflict, or name a function or service that is not there, is refused with the places at
+/// fault; a committed version replaces the site whole (requests under way finish with the one they
+/// started with) and starts, moves or stops listeners as their entries change.
+public struct HTTPComponent: Component {
+    public let id = "http"
+    public let dependencies = ["registry"]
+    public let registryRoot: String
+    private let box = HTTPSiteBox()
+
+    public init(registryRoot: String) {
+        self.registryRoot = registryRoot
+    }
+
+    public func load(_ context: AppContext) async throws {
+        let loop = try context.require(.loop)
+        let logger = try context.require(.logger)
+        let router = SiteRouter(loop: loop, logger: logger, software: "roost/\(RoostVersion.string)")
+        let host = HTTPSite(loop: loop, router: router, logger: logger, registryRoot: registryRoot)
+        box.set(host)
+        await (try context.require(.registry)).add(host)
+    }
+
+    public func start(_ context: AppContext) async throws {
+        await box.get()?.begin()
+    }
+
+    public func stop(_ context: AppContext) async {
+        await box.get()?.end()
+    }
+}
+
+import Synchronization
+
+final class HTTPSiteBox: Sendable {
+    private let site = Mutex<HTTPSite?>(nil)
+    func set(_ value: HTTPSite) { site.withLock { $0 = value } }
+    func get() -> HTTPSite? { site.withLock { $0 } }
+}
+
+/// The servers of the `http.service` entries and the registry participant that feeds the router.
+actor HTTPSite: RegistryParticipant {
+    nonisolated let name = "http"
+    nonisolated let loop: EventLoop
+    nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
+    private let router: SiteRouter
+    private let logger: Logger
+    private let registryRoot: String
+    private var running: [EntryID: (definition: HTTPServiceDefinition, server: HTTPServer, task: Task<Void, Never>)] = [:]
+    private var serving = false
+
+    init(loop: EventLoop, router: SiteRouter, logger: Logger, registryRoot: String) {
+        self.loop = loop
+        self.router = router
+        self.logger = logger
+        self.registryRoot = registryRoot
+    }
+
+    func adopt(_ state: [EntryID: Entry], version: Int) async {
+        router.replace(Site.build(from: state, registryRoot: registryRoot).0)
+    }
+
+    func review(_ proposal: RegistryProposal) async -> [RegistryError] {
+        Site.build(from: proposal.state, registryRoot: registryRoot).1
+    }
+
+    func committed(_ commit: RegistryCommit) async {
+        router.replace(Site.build(from: commit.state, registryRoot: registryRoot).0)
+        if serving { await reconcileServers() }
+    }
+
+    /// Starts a server for every `http.service`.
+    func begin() async {
+        serving = true
+        await reconcileServers()
+    }
+
+    func end() async {
+        serving = false
+        let all = running
+        running = [:]
+        for (_, item) in all {
+            await item.server.shutdown(gracePeriod: .seconds(5))
+            await item.task.value
+        }
+    }
+
+    private func reconcileServers() async {
+        let wanted = router.site.services.mapValues(\.definition)
+        for (id, item) in running where wanted[id] != item.definition {
+            running[id] = nil
+            await item.server.shutdown(gracePeriod: .seconds(5))
+            await item.task.value
+            logger.info("\(id): stopped listening on \(item.definition.listen)")
+        }
+        for (id, definition) in wanted.sorted(by: { $0.key < $1.key }) where running[id] == nil {
+            do {
+                let listener = try await StreamListener.tcp(on: loop, host: definition.listen.host, port: definition.listen.port)
+                let router = self.router
+                let server = HTTPServer(listener: listener, configuration: definition.serverConfiguration) { request in
+                    await router.handle(request, service: id)
+                }
+                let task = Task(executorPreference: loop) { await server.run() }
+                running[id] = (definition, server, task)
+                logger.info("\(id): listening on http://\(listener.localAddress?.description ?? definition.listen.description)")
+            } catch {
+                logger.error("\(id): cannot listen on \(definition.listen): \(error)")
+            }
+        }
+    }
+}

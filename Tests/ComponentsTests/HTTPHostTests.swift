@@ -1,0 +1,73 @@
+import Core
+import Glibc
+import HTTPService
+import Testing
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+private func freePort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    try #require(fd >= 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    let bound = withUnsafePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+    }
+    try #require(bound == 0)
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    _ = withUnsafeMutablePointer(to: &address) {
+        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+    }
+    return Int(UInt16(bigEndian: address.sin_port))
+}
+
+@Suite(.timeLimit(.minutes(2))) struct HTTPHostTests {
+    static func site(port: Int, greeting: String, extra: String = "") -> String {
+        """
+        namespace: app
+        entries:
+          - {name: web, kind: http.service, listen: '127.0.0.1:\(port)'}
+          - name: greet
+            kind: swiftlet.function
+            exec: [/bin/sh, -c, 'printf "Content-Type: text/plain\\r\\n\\r\\n\(greeting) %s %s\\n" "$PATH_PARAMS" "$HTTP_X_REQUEST_ID"']
+          - {name: greet-route, kind: http.endpoint, method: GET, path: '/greet/:name', func: greet}
+        \(extra)
+        """
+    }
+
+    func get(_ live: LiveHost, port: Int, _ target: String, headers: HTTPHeaders = [:]) async throws -> HTTPResponse {
+        let channel = try await StreamChannel.connect(on: live.loop, host: "127.0.0.1", port: port)
+        defer { Task { await channel.close() } }
+        return try await HTTPClient.send(HTTPRequest(method: "GET", target: target, headers: headers), over: channel)
+    }
+
+    @Test func endpointsServeTheirFunctionAndEachVersionReplacesTheSite() async throws {
+        let port = try freePort()
+        let live = try LiveHost(files: ["app.yaml": Self.site(port: port, greeting: "hello")])
+        #expect(try await live.start())
+        var response = try await get(live, port: port, "/greet/J%C3%B6rg", headers: ["X-Request-Id": "abc-123"])
+        #expect(response.status == 200)
+        #expect(response.headers["X-Request-Id"] == "abc-123")
+        #expect(String(decoding: response.bodyBytes, as: UTF8.self) == #"hello {"name":"Jörg"} abc-123"# + "\n")
+        #expect(try await get(live, port: port, "/nothing").status == 404)
+
+        // A version whose endpoints conflict is refused with both places; the site stays.
+        live.write("app.yaml", Self.site(port: port, greeting: "hello", extra: "  - {name: twin, kind: http.endpoint, path: '/greet/:who', func: greet}"))
+        var result = try await live.roost(["registry", "apply"])
+        #expect(result.status.code != 0)
+        let refusal = (result.out + result.err).joined(separator: "\n")
+        #expect(refusal.contains("app:greet-route (/greet/:name) and app:twin (/greet/:who)"))
+        #expect(refusal.contains("app.yaml:"))
+        #expect(try await get(live, port: port, "/greet/x").status == 200)
+
+        // A changed function answers from the next request on.
+        live.write("app.yaml", Self.site(port: port, greeting: "bonjour"))
+        result = try await live.roost(["registry", "apply"])
+        #expect(result.status.code == 0)
+        response = try await get(live, port: port, "/greet/x")
+        #expect(String(decoding: response.bodyBytes, as: UTF8.self).hasPrefix("bonjour "))
+        #expect(await live.stop()?.code == 0)
+        await live.close()
+    }
+}
