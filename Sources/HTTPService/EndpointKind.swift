@@ -89,9 +89,7 @@ struct EndpointReader: EntryFieldReading {
             fail("data", "must be a mapping")
             return nil
         }
-        for key in data.keys.sorted() where !Self.fields.contains(key) {
-            fail(key, "unknown field (allowed: \(Self.fields.sorted().joined(separator: ", ")))")
-        }
+        refuseUnknownFields(of: data, allowed: Self.fields)
         var methods = Set<String>()
         switch data["method"] {
         case nil: break

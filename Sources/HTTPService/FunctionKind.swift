@@ -70,13 +70,8 @@ struct FunctionReader: EntryFieldReading {
             fail("data", "must be a mapping")
             return nil
         }
-        for key in data.keys.sorted() where !Self.fields.contains(key) {
-            if key == "source" {
-                fail(key, "building from source is not supported yet; give 'exec'")
-            } else {
-                fail(key, "unknown field (allowed: \(Self.fields.sorted().joined(separator: ", ")))")
-            }
-        }
+        if data["source"] != nil { fail("source", "building from source is not supported yet; give 'exec'") }
+        refuseUnknownFields(of: data.filter { $0.key != "source" }, allowed: Self.fields)
         let exec = readExec(data["exec"])
         let workdir = string(data["workdir"], "workdir")
         let env = readEnv(data["env"])

@@ -80,9 +80,7 @@ struct HTTPServiceReader: EntryFieldReading {
             fail("data", "must be a mapping")
             return nil
         }
-        for key in data.keys.sorted() where !Self.fields.contains(key) {
-            fail(key, "unknown field (allowed: \(Self.fields.sorted().joined(separator: ", ")))")
-        }
+        refuseUnknownFields(of: data, allowed: Self.fields)
         var listen: SocketAddress?
         if let text = string(data["listen"], "listen") {
             listen = HTTPServiceKind.address(text)

@@ -74,9 +74,7 @@ struct ServiceReader: EntryFieldReading {
             fail("data", "must be a mapping")
             return nil
         }
-        for key in data.keys.sorted() where !Self.topLevelFields.contains(key) {
-            fail(key, "unknown field (allowed: \(Self.topLevelFields.sorted().joined(separator: ", ")))")
-        }
+        refuseUnknownFields(of: data, allowed: Self.topLevelFields)
         let exec = readExec(data["exec"])
         let workdir = string(data["workdir"], "workdir")
         let env = readEnv(data["env"])
@@ -87,9 +85,7 @@ struct ServiceReader: EntryFieldReading {
         if let value = data["lifecycle"] {
             if case .object(let members) = value { lifecycle = members } else { fail("lifecycle", "must be a mapping") }
         }
-        for key in lifecycle.keys.sorted() where !Self.lifecycleFields.contains(key) {
-            fail("lifecycle.\(key)", "unknown field (allowed: \(Self.lifecycleFields.sorted().joined(separator: ", ")))")
-        }
+        refuseUnknownFields(of: lifecycle, allowed: Self.lifecycleFields, prefix: "lifecycle.")
         var autoStart = false
         if let value = lifecycle["auto_start"] {
             if let flag = value.boolValue { autoStart = flag } else { fail("lifecycle.auto_start", "must be true or false") }
@@ -315,6 +311,13 @@ public protocol EntryFieldReading {
 }
 
 extension EntryFieldReading {
+    /// Each key of `data` not in `allowed` is an error at that key.
+    public mutating func refuseUnknownFields(of data: [String: JSON], allowed: Set<String>, prefix: String = "") {
+        for key in data.keys.sorted() where !allowed.contains(key) {
+            fail(prefix + key, "unknown field (allowed: \(allowed.sorted().joined(separator: ", ")))")
+        }
+    }
+
     public mutating func fail(_ field: String, _ message: String) {
         let top = field.split(separator: ".").first.map(String.init) ?? field
         errors.append(RegistryError(.invalidField, "'\(field)': \(message)", at: entry.location(ofField: top), entry: entry.id))
