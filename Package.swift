@@ -47,7 +47,10 @@ let package = Package(
         .target(name: "Supervisor", dependencies: ["Core", "Registry", .product(name: "DequeModule", package: "swift-collections")]),
         .target(
             name: "HTTPService",
-            dependencies: ["Core", "Registry", "Supervisor", "CHTTPParser", .product(name: "Logging", package: "swift-log")]
+            dependencies: [
+                "Core", "Registry", "Supervisor", "CHTTPParser", .product(name: "Logging", package: "swift-log"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ]
         ),
         .target(name: "SwiftletKit"),
         .target(
@@ -87,7 +90,7 @@ let package = Package(
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
         .testTarget(name: "ComponentsTests", dependencies: ["Components", "Core", "Registry", "HTTPService", "TestSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Core"]),
-        .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "Core"]),
+        .testTarget(name: "HTTPServiceTests", dependencies: ["HTTPService", "Core", "TestSupport"]),
         .testTarget(name: "SupervisorTests", dependencies: ["Supervisor", "Registry", "Core"]),
     ],
     swiftLanguageModes: [.v6]

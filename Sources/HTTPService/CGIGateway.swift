@@ -42,8 +42,10 @@ public enum CGIGateway {
         case localRedirect(path: String)
     }
 
+    /// `onEnd` runs once, when the process is gone and its output closed (after the whole streamed
+    /// body, or at once when there is no response to stream).
     public static func run(_ program: CGIProgram, for request: CGIRequest, requestID: String, on loop: EventLoop,
-                           logger: Logger) async -> Outcome {
+                           logger: Logger, onEnd: @escaping @Sendable () -> Void = {}) async -> Outcome {
         var environment = program.environment
         for (key, value) in request.variables { environment[key] = value }
         var options = ProcessOptions(program.arguments, environment: environment, workingDirectory: program.workingDirectory)
@@ -57,9 +59,10 @@ public enum CGIGateway {
             child = try await ChildProcess.spawn(on: loop, options)
         } catch {
             logger.error("cannot start \(program.arguments[0]): \(error)", metadata: ["request": "\(requestID)"])
+            onEnd()
             return .response(.text(status: 502, "bad gateway: the function could not be started\n"))
         }
-        let exchange = Exchange(child: child, loop: loop)
+        let exchange = Exchange(child: child, loop: loop, onEnd: onEnd)
         exchange.armTimeout(program.timeout)
         logStderr(child, program: program.arguments[0], requestID: requestID, logger: logger)
         let body = request.request.body
@@ -71,7 +74,10 @@ public enum CGIGateway {
             }
         }
 
-        guard let stdout = child.stdout else { return .response(.text(status: 502, "bad gateway\n")) }
+        guard let stdout = child.stdout else {
+            await exchange.end()
+            return .response(.text(status: 502, "bad gateway\n"))
+        }
         var parser = CGIResponseParser()
         var outcome = CGIResponseParser.Outcome.needMore
         while outcome == .needMore {
@@ -161,10 +167,12 @@ private final class Exchange: Sendable {
     let timedOut = Atomic<Bool>(false)
     private let ended = Atomic<Bool>(false)
     private let timer: LoopTimer
+    private let onEnd: @Sendable () -> Void
 
-    init(child: ChildProcess, loop: EventLoop) {
+    init(child: ChildProcess, loop: EventLoop, onEnd: @escaping @Sendable () -> Void) {
         self.child = child
         self.loop = loop
+        self.onEnd = onEnd
         timer = LoopTimer(loop: loop)
     }
 
@@ -193,5 +201,6 @@ private final class Exchange: Sendable {
         _ = try? await child.wait()
         // What else the program started in its group was killed too; it is gone when this returns.
         if groupLeft { await Supervisor.awaitGroupGone(child.pid, loop: loop) }
+        onEnd()
     }
 }

@@ -101,10 +101,13 @@ public struct Site: Sendable {
 /// Each response carries `X-Request-Id` (the client's, when it sent a short token-like one; a new
 /// one otherwise); stderr of the function is logged with it, and one access-log line per request
 /// names method, target, status, duration and id. A CGI local redirect is followed (up to 5) as a
-/// GET of the new path. Not done yet: `protocol: json`, the per-function concurrency limit and
-/// queue (503), request bodies streamed to the function (they arrive whole).
+/// GET of the new path. A function's `concurrency` and `queue` limit its requests under way
+/// (`FunctionGate`); beyond them the answer is 503 with `Retry-After`. Not done yet:
+/// `protocol: json`, request bodies streamed to the function (they arrive whole).
 public final class SiteRouter: Sendable {
     private let current = Mutex(Site.empty)
+    /// Per function, kept across versions (requests under way hold theirs).
+    private let gates = Mutex<[EntryID: FunctionGate]>([:])
     private let loop: EventLoop
     private let logger: Logger
     private let software: String
@@ -152,25 +155,43 @@ public final class SiteRouter: Sendable {
             }
             var program = function.program
             if let timeout = endpoint.timeout { program.timeout = timeout }
+            let gate = gate(for: functionID)
+            guard await gate.enter(concurrency: function.concurrency, queue: function.queue) else {
+                return HTTPResponse(status: 503, headers: ["Retry-After": "1"], body: .bytes(Array("busy: try again\n".utf8)))
+            }
             return await run(program, request: request, parameters: parameters, rest: rest, routes: routes, site: site,
-                             service: service, requestID: requestID, hops: hops)
+                             service: service, requestID: requestID, hops: hops, onEnd: { gate.leave() })
         case .methodNotAllowed(let allowed):
             return HTTPResponse(status: 405, headers: ["Allow": allowed.joined(separator: ", ")],
                                 body: .bytes(Array("method not allowed\n".utf8)))
         case .notFound:
             guard let notFound = routes.notFound else { return .text(status: 404, "not found\n") }
+            let gate = gate(for: notFound.id)
+            guard await gate.enter(concurrency: notFound.concurrency, queue: notFound.queue) else {
+                return HTTPResponse(status: 503, headers: ["Retry-After": "1"], body: .bytes(Array("busy: try again\n".utf8)))
+            }
             return await run(notFound.program, request: request, parameters: [:], rest: nil, routes: routes, site: site,
-                             service: service, requestID: requestID, hops: hops)
+                             service: service, requestID: requestID, hops: hops, onEnd: { gate.leave() })
+        }
+    }
+
+    private func gate(for function: EntryID) -> FunctionGate {
+        gates.withLock { gates in
+            if let gate = gates[function] { return gate }
+            let gate = FunctionGate()
+            gates[function] = gate
+            return gate
         }
     }
 
     private func run(_ program: CGIProgram, request: HTTPRequest, parameters: [String: String], rest: String?,
-                     routes: Site.Service, site: Site, service: EntryID, requestID: String, hops: Int) async -> HTTPResponse {
+                     routes: Site.Service, site: Site, service: EntryID, requestID: String, hops: Int,
+                     onEnd: @escaping @Sendable () -> Void) async -> HTTPResponse {
         let listen = routes.definition.listen
         let cgi = CGIRequest(request: request, parameters: parameters, rest: rest, serverName: listen.host, serverPort: listen.port,
                              remoteAddress: request.remoteAddress?.host ?? "", remotePort: request.remoteAddress?.port ?? 0,
                              serverSoftware: software)
-        switch await CGIGateway.run(program, for: cgi, requestID: requestID, on: loop, logger: logger) {
+        switch await CGIGateway.run(program, for: cgi, requestID: requestID, on: loop, logger: logger, onEnd: onEnd) {
         case .response(let response):
             return response
         case .localRedirect(let path):

@@ -1,0 +1,79 @@
+import Core
+import Logging
+import Registry
+import Testing
+import TestSupport
+
+@testable import HTTPService
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+@Suite struct FunctionGateTests {
+    @Test func runsUpToTheLimitQueuesTheNextAndTurnsAwayTheRest() async throws {
+        let gate = FunctionGate()
+        #expect(await gate.enter(concurrency: 1, queue: 1))
+        let queued = Task { await gate.enter(concurrency: 1, queue: 1) }
+        while gate.load.waiting == 0 { await Task.yield() }
+        // The queue is full now.
+        #expect(await gate.enter(concurrency: 1, queue: 1) == false)
+        gate.leave()
+        #expect(await queued.value)
+        #expect(gate.load.running == 1 && gate.load.waiting == 0)
+        gate.leave()
+        #expect(gate.load.running == 0)
+    }
+
+    @Test func aCancelledWaiterLeavesTheQueue() async throws {
+        let gate = FunctionGate()
+        #expect(await gate.enter(concurrency: 1, queue: 4))
+        let waiter = Task { await gate.enter(concurrency: 1, queue: 4) }
+        while gate.load.waiting == 0 { await Task.yield() }
+        waiter.cancel()
+        #expect(await waiter.value == false)
+        #expect(gate.load.waiting == 0)
+        gate.leave()
+        #expect(gate.load.running == 0)
+    }
+
+    @Test func aBusyFunctionAnswers503WithRetryAfter() async throws {
+        let folder = try #require(makeTemporaryDirectory())
+        defer { removeTree(folder) }
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let yaml = """
+            namespace: app
+            entries:
+              - {name: web, kind: http.service, listen: '127.0.0.1:1'}
+              - name: slow
+                kind: swiftlet.function
+                exec: [/bin/sh, -c, 'touch \(folder)/started; while [ ! -e \(folder)/go ]; do sleep 0.02; done; printf "Content-Type: text/plain\\n\\ndone\\n"']
+                concurrency: 1
+                queue: 0
+              - {name: slow-route, kind: http.endpoint, path: /slow, func: slow}
+            """
+        let file = RegistryFile.parse(yaml, path: "site.yaml")
+        let state = Dictionary(uniqueKeysWithValues: file.entries.map { ($0.id, $0) })
+        let (site, problems) = Site.build(from: state, registryRoot: folder)
+        #expect(problems.isEmpty, "\(problems)")
+        var logger = Logger(label: "gate-test")
+        logger.logLevel = .critical
+        let router = SiteRouter(loop: loop, logger: logger, software: "roost/test")
+        router.replace(site)
+        let service = EntryID("app:web")!
+        let first = Task { await router.handle(HTTPRequest(method: "GET", target: "/slow"), service: service) }
+        while access(folder + "/started", F_OK) != 0 { try await loop.sleep(for: .milliseconds(10)) }
+        let second = await router.handle(HTTPRequest(method: "GET", target: "/slow"), service: service)
+        #expect(second.status == 503 && second.headers["Retry-After"] == "1")
+        let go = open(folder + "/go", O_CREAT | O_WRONLY, 0o644)
+        #expect(go >= 0)
+        close(go)
+        let response = await first.value
+        #expect(response.status == 200)
+        guard case .stream(let stream) = response.body else { Issue.record("no stream"); return }
+        var body: [UInt8] = []
+        for await chunk in stream { body += chunk }
+        #expect(String(decoding: body, as: UTF8.self) == "done\n")
+    }
+}
