@@ -195,12 +195,13 @@ private final class Exchange: Sendable {
     func end() async {
         guard !ended.exchange(true, ordering: .acquiringAndReleasing) else { return }
         await timer.close()
+        let killed = ProcessTable.now()
         let groupLeft = await child.signalGroup(SIGKILL)
         await child.stdin?.close()
         await child.stdout?.close()
         _ = try? await child.wait()
         // What else the program started in its group was killed too; it is gone when this returns.
-        if groupLeft { await Supervisor.awaitGroupGone(child.pid, loop: loop) }
+        if groupLeft { await Supervisor.awaitGroupGone(child.pid, killedAt: killed, loop: loop) }
         onEnd()
     }
 }

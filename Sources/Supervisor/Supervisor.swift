@@ -598,10 +598,11 @@ public actor Supervisor: RegistryParticipant {
                 self.assumeIsolated { $0.exited(confined, child, processID: processID, status: status, generation: generation) }
             }
         }
+        let killed = ProcessTable.now()
         if child.assumeIsolated({ $0.signalGroup(SIGKILL) }) {
             // Others of its group were still there: wait until they are gone too.
             Task {
-                await Self.awaitGroupGone(child.pid, loop: self.loop)
+                await Self.awaitGroupGone(child.pid, killedAt: killed, loop: self.loop)
                 report()
             }
         } else {
@@ -778,15 +779,19 @@ public actor Supervisor: RegistryParticipant {
     /// SIGKILL to what is left of the group, and a wait (up to a second) until it is gone: a
     /// killed process takes a moment to exit, and "stopped" must mean gone.
     static func killGroup(_ child: ChildProcess, loop: EventLoop) async {
+        let killed = ProcessTable.now()
         guard await child.signalGroup(SIGKILL) else { return }  // the group was empty
-        await awaitGroupGone(child.pid, loop: loop)
+        await awaitGroupGone(child.pid, killedAt: killed, loop: loop)
     }
 
-    /// Waits (up to a second) until process group `pgid` has no members left.
-    public static func awaitGroupGone(_ pgid: Int32, loop: EventLoop) async {
-        for _ in 0..<1000 {
+    /// Waits (up to a second) until process group `pgid`, killed at `killedAt` (`ProcessTable.now()`
+    /// taken before the kill), has no members left: a killed process takes a moment to go. Only
+    /// processes started by then count, so a new group that reuses the id is not waited for.
+    public static func awaitGroupGone(_ pgid: Int32, killedAt: UInt64, loop: EventLoop) async {
+        let deadline = ContinuousClock.now + .seconds(1)
+        while ContinuousClock.now < deadline {
             // Scanning /proc reads a file per process: not on the loop thread.
-            if await Task.detached(operation: { ProcessTable.members(of: pgid).isEmpty }).value { return }
+            if await Task.detached(operation: { ProcessTable.members(of: pgid, startedBy: killedAt).isEmpty }).value { return }
             try? await loop.sleep(for: .milliseconds(1))
         }
     }

@@ -101,12 +101,32 @@ public enum ProcessTable {
         read("/proc/\(pid)/environ").split(separator: "\0").map(String.init)
     }
 
-    /// The processes in process group `pgid`, with their command lines.
-    public static func members(of pgid: Int32) -> [(pid: Int32, command: String)] {
+    /// The processes in process group `pgid`, with their command lines. With `startedBy`, only
+    /// those started at or before that time (clock ticks since boot, `now()`): once a group is
+    /// empty its id may be reused at once by an unrelated new group (pid_max is small on some
+    /// machines), and a look at the old group after its end must not see the new one.
+    public static func members(of pgid: Int32, startedBy ticks: UInt64? = nil) -> [(pid: Int32, command: String)] {
         allPIDs().compactMap { pid in
             guard group(of: pid) == pgid else { return nil }
+            if let ticks, let started = startTicks(of: pid), started > ticks { return nil }
             let command = read("/proc/\(pid)/cmdline").split(separator: "\0").joined(separator: " ")
             return (pid, command)
         }.sorted { $0.pid < $1.pid }
+    }
+
+    /// When `pid` started (field 22 of /proc/PID/stat, clock ticks since boot).
+    static func startTicks(of pid: Int32) -> UInt64? {
+        let stat = read("/proc/\(pid)/stat")
+        guard let close = stat.lastIndex(of: ")") else { return nil }
+        let fields = stat[stat.index(after: close)...].split(separator: " ")
+        return fields.count > 19 ? UInt64(fields[19]) : nil
+    }
+
+    /// Now, in the clock ticks of /proc's start times (rounded up).
+    public static func now() -> UInt64 {
+        var time = timespec()
+        clock_gettime(CLOCK_BOOTTIME, &time)
+        let hz = UInt64(sysconf(Int32(_SC_CLK_TCK)))
+        return UInt64(time.tv_sec) * hz + (UInt64(time.tv_nsec) * hz + 999_999_999) / 1_000_000_000
     }
 }
