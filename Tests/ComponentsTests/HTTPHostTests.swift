@@ -67,7 +67,20 @@ private func freePort() throws -> Int {
         #expect(result.status.code == 0)
         response = try await get(live, port: port, "/greet/x")
         #expect(String(decoding: response.bodyBytes, as: UTF8.self).hasPrefix("bonjour "))
-        #expect(await live.stop()?.code == 0)
+        let lines = live.host!.lines
+        let stopped = await live.stop()
+        if stopped?.code != 0 {
+            // What the host said last, for the failure (bounded: the output may not end).
+            let tail = await withTaskGroup(of: [String]?.self) { group in
+                group.addTask { var all: [String] = []; for await line in lines { all.append(line) }; return all }
+                group.addTask { try? await Task.sleep(for: .seconds(2)); return nil }
+                let first = await group.next()!
+                group.cancelAll()
+                return first ?? ["(the host's output did not end)"]
+            }
+            Issue.record(Comment(rawValue: "the host's last lines:\n" + tail.suffix(15).joined(separator: "\n")))
+        }
+        #expect(stopped?.code == 0)
         await live.close()
     }
 }
