@@ -29,11 +29,16 @@ final class LiveHost {
         for (name, text) in files { write(name, text) }
     }
 
+    /// Replaces the file in one step (a temporary file renamed over it): the host's folder watcher
+    /// must never read it half-written, which would be a different registry.
     func write(_ relative: String, _ text: String) {
-        let fd = open(folder.path + "/registry/" + relative, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
+        let path = folder.path + "/registry/" + relative
+        let temporary = path + ".tmp"
+        let fd = open(temporary, O_CREAT | O_WRONLY | O_TRUNC, 0o644)
         precondition(fd >= 0)
         _ = Array(text.utf8).withUnsafeBytes { Glibc.write(fd, $0.baseAddress, $0.count) }
         Glibc.close(fd)
+        precondition(rename(temporary, path) == 0)
     }
 
     /// Starts `roost run`; returns once it is ready (nil when it exited first: the lines read).
