@@ -210,12 +210,6 @@ public final class SiteRouter: Sendable {
            given.utf8.allSatisfy({ $0 < 128 && (Character(UnicodeScalar($0)).isLetter || Character(UnicodeScalar($0)).isNumber || "-_.:".utf8.contains($0)) }) {
             return given
         }
-        return String(UInt64.random(in: .min ... .max), radix: 16).leftPadded(16)
-    }
-}
-
-extension String {
-    fileprivate func leftPadded(_ width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
+        return String(UInt64.random(in: .min ... .max), radix: 16).leftPadded(to: 16)
     }
 }

@@ -126,7 +126,7 @@ public actor Supervisor: RegistryParticipant {
         var bytes = [UInt8](repeating: 0, count: 16)
         let fd = open("/dev/urandom", O_RDONLY | O_CLOEXEC)
         if fd >= 0 { _ = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }; close(fd) }
-        token = bytes.map { String($0, radix: 16).leftPadded(2) }.joined()
+        token = bytes.map { String($0, radix: 16).leftPadded(to: 2) }.joined()
         origin = clock.now
     }
 
@@ -901,11 +901,5 @@ final class ServiceRuntime {
         self.definition = definition
         machine = ServiceMachine(policy: definition.restart, stopPolicy: definition.stop, startTimeout: definition.startTimeout,
                                  seed: UInt64(truncatingIfNeeded: definition.id.description.hashValue))
-    }
-}
-
-extension String {
-    func leftPadded(_ width: Int) -> String {
-        count >= width ? self : String(repeating: "0", count: width - count) + self
     }
 }
