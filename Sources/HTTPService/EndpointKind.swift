@@ -24,8 +24,8 @@ public struct EndpointDefinition: Sendable, Equatable {
 /// The kind `http.endpoint`: `method` (a method or a list; none: every method), `path`
 /// (`RoutePattern`), optional `host` (`HostPattern`), `func` (a `swiftlet.function`), optional
 /// `service` (an `http.service`, needed when there are several), `timeout` and `max_body` for
-/// this endpoint. Two endpoints no precedence tells apart are refused by `conflicts(among:)`,
-/// which the HTTP component runs over the whole proposed state.
+/// this endpoint. Two endpoints no precedence tells apart are refused when the whole proposed
+/// state is checked (`Site.build`).
 public struct EndpointKind: EntryKind {
     public static let name = "http.endpoint"
 
@@ -49,31 +49,6 @@ public struct EndpointKind: EntryKind {
     public func definition(of entry: Entry) -> EndpointDefinition? {
         var reader = EndpointReader(entry: entry, registryRoot: nil)
         return reader.read()
-    }
-
-    /// Every pair of valid endpoints among `entries` that could answer the same requests, as an
-    /// error at the second one's `path` naming both places; endpoints of different services are
-    /// never compared. `serviceOf` gives the service an endpoint belongs to.
-    public func conflicts(among entries: [Entry], serviceOf: (EndpointDefinition) -> String) -> [RegistryError] {
-        var byService: [String: [(Entry, EndpointDefinition)]] = [:]
-        for entry in entries.sorted(by: { $0.id < $1.id }) {
-            guard let definition = definition(of: entry) else { continue }
-            byService[serviceOf(definition), default: []].append((entry, definition))
-        }
-        var errors: [RegistryError] = []
-        for (_, endpoints) in byService.sorted(by: { $0.key < $1.key }) {
-            let routes = endpoints.map { entry, definition in definition.route(location: entry.location(ofField: "path")) }
-            do {
-                _ = try RouteTable(routes)
-            } catch {
-                for conflict in error.conflicts {
-                    let other = conflict.first.location.map { " (declared at \($0))" } ?? ""
-                    errors.append(RegistryError(.invalidField, conflict.description + other,
-                                                at: conflict.second.location, entry: conflict.second.id))
-                }
-            }
-        }
-        return errors
     }
 }
 

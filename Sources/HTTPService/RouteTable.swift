@@ -87,6 +87,19 @@ public struct RouteTable: Sendable {
             let host = first.host.map { " on host \($0)" } ?? ""
             return "endpoints \(first.id) (\(first.path)) and \(second.id) (\(second.path)) both match the same requests\(host) for \(methods)"
         }
+
+        /// The apply error: at the second endpoint, naming where the first is declared.
+        public var error: RegistryError {
+            let other = first.location.map { " (declared at \($0))" } ?? ""
+            return RegistryError(.invalidField, description + other, at: second.location, entry: second.id)
+        }
+    }
+
+    /// No routes: every request is 404.
+    public static let empty = RouteTable(unchecked: [])
+
+    private init(unchecked routes: [Route]) {
+        self.routes = routes
     }
 
     /// What routing a request found.

@@ -72,12 +72,8 @@ public struct Site: Sendable {
             do {
                 table = try RouteTable(mine.map { entry, endpoint in endpoint.route(location: entry.location(ofField: "path")) })
             } catch {
-                for conflict in error.conflicts {
-                    let other = conflict.first.location.map { " (declared at \($0))" } ?? ""
-                    problems.append(RegistryError(.invalidField, conflict.description + other, at: conflict.second.location,
-                                                  entry: conflict.second.id))
-                }
-                table = (try? RouteTable([])) ?? { preconditionFailure("an empty table has no conflict") }()
+                problems += error.conflicts.map(\.error)
+                table = .empty
             }
             var notFound: FunctionDefinition?
             if let reference = definition.notFound {

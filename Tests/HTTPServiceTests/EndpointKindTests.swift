@@ -42,17 +42,34 @@ private func entries(_ yaml: String) -> [Entry] {
 
     @Test func endpointsThatAnswerTheSameRequestsAreRefusedWithBothPlaces() {
         let all = entries("""
-              - {name: a, kind: http.endpoint, path: /users/:id, func: f}
-              - {name: b, kind: http.endpoint, path: /users/me, func: f}
-              - {name: c, kind: http.endpoint, path: /users/:name, method: GET, func: f}
+              - {name: a, kind: http.endpoint, path: /users/:id, func: f, service: main}
+              - {name: b, kind: http.endpoint, path: /users/me, func: f, service: main}
+              - {name: c, kind: http.endpoint, path: /users/:name, method: GET, func: f, service: main}
               - {name: d, kind: http.endpoint, path: /users/:id, func: f, service: other}
+              - {name: main, kind: http.service, listen: '127.0.0.1:1'}
+              - {name: other, kind: http.service, listen: '127.0.0.1:2'}
+              - {name: f, kind: swiftlet.function, exec: cat}
             """)
-        let errors = kind.conflicts(among: all) { $0.service ?? "main" }
+        let errors = Site.build(from: Dictionary(uniqueKeysWithValues: all.map { ($0.id, $0) }), registryRoot: nil).1
         #expect(errors.count == 1)
         let error = errors.first
         #expect(error?.entry == EntryID("app:c"))
         #expect(error?.location?.line == 5)  // after the namespace and entries lines
         #expect(error?.description.contains("app:a (/users/:id) and app:c (/users/:name)") == true)
         #expect(error?.description.contains("declared at site.yaml:3") == true)
+    }
+
+    @Test func endpointsNamingNoServiceOrFunctionAreRefused() {
+        let all = entries("""
+              - {name: a, kind: http.endpoint, path: /a, func: missing}
+              - {name: b, kind: http.endpoint, path: /b, func: f, service: nowhere}
+              - {name: main, kind: http.service, listen: '127.0.0.1:1'}
+              - {name: f, kind: swiftlet.function, exec: cat}
+            """)
+        let errors = Site.build(from: Dictionary(uniqueKeysWithValues: all.map { ($0.id, $0) }), registryRoot: nil).1
+        #expect(errors.map(\.description).sorted() == [
+            "site.yaml:3:46: app:a: 'func': 'missing' is not a swiftlet.function",
+            "site.yaml:4:55: app:b: 'service': 'nowhere' is not an http.service",
+        ])
     }
 }
