@@ -45,15 +45,17 @@ final class HTTPSiteBox: Sendable {
 }
 
 /// The servers of the `http.service` entries and the registry participant that feeds the router.
+/// Not on the loop: building a site checks every function's program on disk.
 actor HTTPSite: RegistryParticipant {
     nonisolated let name = "http"
     nonisolated let loop: EventLoop
-    nonisolated var unownedExecutor: UnownedSerialExecutor { loop.asUnownedSerialExecutor() }
     private let router: SiteRouter
     private let logger: Logger
     private let registryRoot: String
     private var running: [EntryID: (definition: HTTPServiceDefinition, server: HTTPServer, task: Task<Void, Never>)] = [:]
     private var serving = false
+    /// The site built for the last proposal, reused when that state is committed.
+    private var reviewed: (state: [EntryID: Entry], site: Site)?
 
     init(loop: EventLoop, router: SiteRouter, logger: Logger, registryRoot: String) {
         self.loop = loop
@@ -67,11 +69,18 @@ actor HTTPSite: RegistryParticipant {
     }
 
     func review(_ proposal: RegistryProposal) async -> [RegistryError] {
-        Site.build(from: proposal.state, registryRoot: registryRoot).1
+        let (site, problems) = Site.build(from: proposal.state, registryRoot: registryRoot)
+        reviewed = problems.isEmpty ? (proposal.state, site) : nil
+        return problems
     }
 
     func committed(_ commit: RegistryCommit) async {
-        router.replace(Site.build(from: commit.state, registryRoot: registryRoot).0)
+        // The proposal reviewed last is nearly always this commit; another participant may have
+        // refused it, so the states are compared rather than the numbers.
+        let site = reviewed.flatMap { $0.state == commit.state ? $0.site : nil }
+            ?? Site.build(from: commit.state, registryRoot: registryRoot).0
+        reviewed = nil
+        router.replace(site)
         if serving { await reconcileServers() }
     }
 
