@@ -149,25 +149,15 @@ public final class SiteRouter: Sendable {
             if let limit = endpoint.maxBody, request.body.count > limit {
                 return HTTPResponse(status: 413, headers: ["Connection": "close"], body: .bytes(Array("request body too large\n".utf8)))
             }
-            var program = function.program
-            if let timeout = endpoint.timeout { program.timeout = timeout }
-            let gate = gate(for: functionID)
-            guard await gate.enter(concurrency: function.concurrency, queue: function.queue) else {
-                return HTTPResponse(status: 503, headers: ["Retry-After": "1"], body: .bytes(Array("busy: try again\n".utf8)))
-            }
-            return await run(program, request: request, parameters: parameters, rest: rest, routes: routes, site: site,
-                             service: service, requestID: requestID, hops: hops, onEnd: { gate.leave() })
+            return await run(function, timeout: endpoint.timeout, request: request, parameters: parameters, rest: rest,
+                             routes: routes, site: site, service: service, requestID: requestID, hops: hops)
         case .methodNotAllowed(let allowed):
             return HTTPResponse(status: 405, headers: ["Allow": allowed.joined(separator: ", ")],
                                 body: .bytes(Array("method not allowed\n".utf8)))
         case .notFound:
             guard let notFound = routes.notFound else { return .text(status: 404, "not found\n") }
-            let gate = gate(for: notFound.id)
-            guard await gate.enter(concurrency: notFound.concurrency, queue: notFound.queue) else {
-                return HTTPResponse(status: 503, headers: ["Retry-After": "1"], body: .bytes(Array("busy: try again\n".utf8)))
-            }
-            return await run(notFound.program, request: request, parameters: [:], rest: nil, routes: routes, site: site,
-                             service: service, requestID: requestID, hops: hops, onEnd: { gate.leave() })
+            return await run(notFound, timeout: nil, request: request, parameters: [:], rest: nil, routes: routes, site: site,
+                             service: service, requestID: requestID, hops: hops)
         }
     }
 
@@ -180,9 +170,18 @@ public final class SiteRouter: Sendable {
         }
     }
 
-    private func run(_ program: CGIProgram, request: HTTPRequest, parameters: [String: String], rest: String?,
-                     routes: Site.Service, site: Site, service: EntryID, requestID: String, hops: Int,
-                     onEnd: @escaping @Sendable () -> Void) async -> HTTPResponse {
+    /// Runs `function` for the request once its gate lets it (503 when its queue is full); the gate
+    /// is held until the function's process is gone.
+    private func run(_ function: FunctionDefinition, timeout: Duration?, request: HTTPRequest, parameters: [String: String],
+                     rest: String?, routes: Site.Service, site: Site, service: EntryID, requestID: String,
+                     hops: Int) async -> HTTPResponse {
+        var program = function.program
+        if let timeout { program.timeout = timeout }
+        let gate = gate(for: function.id)
+        guard await gate.enter(concurrency: function.concurrency, queue: function.queue) else {
+            return HTTPResponse(status: 503, headers: ["Retry-After": "1"], body: .bytes(Array("busy: try again\n".utf8)))
+        }
+        let onEnd: @Sendable () -> Void = { gate.leave() }
         let listen = routes.definition.listen
         let cgi = CGIRequest(request: request, parameters: parameters, rest: rest, serverName: listen.host, serverPort: listen.port,
                              remoteAddress: request.remoteAddress?.host ?? "", remotePort: request.remoteAddress?.port ?? 0,
