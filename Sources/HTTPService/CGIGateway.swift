@@ -46,10 +46,27 @@ public enum CGIGateway {
     /// body, or at once when there is no response to stream).
     public static func run(_ program: CGIProgram, for request: CGIRequest, requestID: String, on loop: EventLoop,
                            logger: Logger, onEnd: @escaping @Sendable () -> Void = {}) async -> Outcome {
+        var request = request
+        let streamed = request.request.streamedBody
+        // A chunked body has no length, which CGI needs (CONTENT_LENGTH): it is spooled to an
+        // unnamed temporary file first, which becomes the program's stdin.
+        var spooled: Int32 = -1
+        if let streamed, streamed.declaredLength == nil {
+            do {
+                let (descriptor, length) = try await spool(streamed)
+                spooled = descriptor
+                request.request.headers.remove("Transfer-Encoding")
+                request.request.headers.replace("Content-Length", with: String(length))
+            } catch {
+                onEnd()
+                return .response(failure(error))
+            }
+        }
+        defer { if spooled >= 0 { close(spooled) } }
         var environment = program.environment
         for (key, value) in request.variables { environment[key] = value }
         var options = ProcessOptions(program.arguments, environment: environment, workingDirectory: program.workingDirectory)
-        options.stdin = .pipe
+        options.stdin = spooled >= 0 ? .fileDescriptor(spooled) : .pipe
         options.stdout = .pipe
         options.stderr = .pipe
         options.newProcessGroup = true
@@ -65,12 +82,33 @@ public enum CGIGateway {
         let exchange = Exchange(child: child, loop: loop, onEnd: onEnd)
         exchange.armTimeout(program.timeout)
         logStderr(child, program: program.arguments[0], requestID: requestID, logger: logger)
+        if spooled >= 0 {
+            close(spooled)
+            spooled = -1
+        }
         let body = request.request.body
         Task {
             // The body goes in while the output comes out: neither side waits for the other.
-            if let stdin = child.stdin {
+            guard let stdin = child.stdin else { return }
+            guard let streamed, streamed.declaredLength != nil else {
                 try? await stdin.write(body)
                 try? await stdin.shutdownWrite()
+                return
+            }
+            do throws(HTTPError) {
+                while let chunk = try await streamed.next() {
+                    do {
+                        try await stdin.write(chunk)
+                    } catch {
+                        // The program closed its stdin or ended: it wants no more.
+                        streamed.discard()
+                        return
+                    }
+                }
+                try? await stdin.shutdownWrite()
+            } catch {
+                // The body failed (too large, cut short): the program must not take a part for the whole.
+                await exchange.failBody(error)
             }
         }
 
@@ -82,6 +120,10 @@ public enum CGIGateway {
         var outcome = CGIResponseParser.Outcome.needMore
         while outcome == .needMore {
             let chunk = try? await stdout.read()
+            if let failed = exchange.bodyFailure {
+                await exchange.end()
+                return .response(failure(failed))
+            }
             if exchange.timedOut.load(ordering: .acquiring) {
                 await exchange.end()
                 logger.warning("\(program.arguments[0]) gave no response within \(program.timeout)", metadata: ["request": "\(requestID)"])
@@ -106,15 +148,13 @@ public enum CGIGateway {
             await exchange.end()
             return .localRedirect(path: path)
         case .response(let status, let reason, let headers, let first):
-            var pending: [UInt8]? = first.isEmpty ? nil : first
+            // The stream is pulled by one reader at a time; the lock only satisfies the compiler.
+            let pending = Mutex<[UInt8]?>(first.isEmpty ? nil : first)
             // The server drops the stream when its client goes away: the process ends with it.
             let owner = EndOnRelease(exchange)
             let stream = AsyncStream<[UInt8]>(unfolding: {
                 withExtendedLifetime(owner) {}
-                if let chunk = pending {
-                    pending = nil
-                    return chunk
-                }
+                if let chunk = pending.withLock({ $0.take() }) { return chunk }
                 if let chunk = try? await stdout.read() { return chunk }
                 await exchange.end()
                 return nil
@@ -124,6 +164,48 @@ public enum CGIGateway {
             })
             return .response(HTTPResponse(status: status, reason: reason, headers: headers, body: .stream(stream)))
         }
+    }
+
+    private static func failure(_ error: HTTPError) -> HTTPResponse {
+        HTTPResponse(status: error.status, headers: ["Content-Type": "text/plain; charset=utf-8", "Connection": "close"],
+                     body: .bytes(Array((error.message + "\n").utf8)))
+    }
+
+    /// Writes the whole body to a temporary file (in `TMPDIR`, else /tmp; unlinked at once), and returns
+    /// it rewound with the body's length. The writes block the calling thread briefly (page cache).
+    private static func spool(_ body: RequestBody) async throws(HTTPError) -> (Int32, Int) {
+        let folder = getenv("TMPDIR").map { String(cString: $0) } ?? "/tmp"
+        var template = Array((folder + "/roost-body-XXXXXX").utf8CString)
+        let descriptor = mkstemp(&template)
+        guard descriptor >= 0 else {
+            throw HTTPError(.incomplete, "cannot hold the request body: \(String(cString: strerror(errno)))")
+        }
+        unlink(template)
+        _ = fcntl(descriptor, F_SETFD, FD_CLOEXEC)
+        var length = 0
+        do throws(HTTPError) {
+            while let chunk = try await body.next() {
+                let written = chunk.withUnsafeBytes { buffer in
+                    var offset = 0
+                    while offset < buffer.count {
+                        let count = write(descriptor, buffer.baseAddress! + offset, buffer.count - offset)
+                        if count < 0 { if errno == EINTR { continue }; return false }
+                        offset += count
+                    }
+                    return true
+                }
+                guard written else {
+                    throw HTTPError(.incomplete, "cannot hold the request body: \(String(cString: strerror(errno)))")
+                }
+                length += chunk.count
+            }
+        } catch {
+            close(descriptor)
+            body.discard()
+            throw error
+        }
+        lseek(descriptor, 0, SEEK_SET)
+        return (descriptor, length)
     }
 
     private static func logStderr(_ child: ChildProcess, program: String, requestID: String, logger: Logger) {
@@ -166,6 +248,7 @@ private final class Exchange: Sendable {
     let loop: EventLoop
     let timedOut = Atomic<Bool>(false)
     private let ended = Atomic<Bool>(false)
+    private let failedBody = Mutex<HTTPError?>(nil)
     private let timer: LoopTimer
     private let onEnd: @Sendable () -> Void
 
@@ -189,6 +272,17 @@ private final class Exchange: Sendable {
                 }
             }
         }
+    }
+
+    /// Why the request body could not be delivered, if it could not.
+    var bodyFailure: HTTPError? { failedBody.withLock { $0 } }
+
+    /// The body failed while the program read it: the program is killed, and the response becomes
+    /// the failure's (when its head had not come yet).
+    func failBody(_ failure: HTTPError) async {
+        failedBody.withLock { $0 = failure }
+        await child.signalGroup(SIGKILL)
+        await child.stdout?.close()
     }
 
     /// Idempotent.

@@ -25,6 +25,9 @@ public struct HTTPRequest: Sendable {
     public var version: HTTPVersion
     public var headers: HTTPHeaders
     public var body: [UInt8]
+    /// The body as it arrives, when the server streams bodies (`HTTPServer.Configuration
+    /// .streamsBodies`) and the request has one; `body` is empty then.
+    public var streamedBody: RequestBody?
     public var keepAlive: Bool
     /// The client process, when the request came over a unix socket (set by `HTTPServer`).
     public var peer: PeerCredentials?

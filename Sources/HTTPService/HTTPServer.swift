@@ -42,6 +42,10 @@ public actor HTTPServer {
         public var idleTimeout: Duration = .seconds(60)
         /// How long a connection being closed after an error is read from before it is closed.
         public var lingerTimeout: Duration = .seconds(2)
+        /// Whether a request's body is handed to the handler as it arrives (`HTTPRequest.streamedBody`,
+        /// the handler called once the head is complete) instead of whole in `body`. `maxBodySize`
+        /// is then the body's first `limit`, which the handler may change before it reads.
+        public var streamsBodies = false
 
         public init() {}
     }
@@ -190,8 +194,9 @@ public actor HTTPServer {
     // MARK: One connection
 
     private func serve(_ channel: StreamChannel, id: Int) async {
+        // A streamed body's limit is the handler's to set (`RequestBody.limit`).
         let parser = HTTPMessageParser(kind: .request, maxHeaderSize: configuration.maxHeaderSize,
-                                       maxBodySize: configuration.maxBodySize)
+                                       maxBodySize: configuration.streamsBodies ? .max : configuration.maxBodySize)
         var request: HTTPRequest?
         let peer = await channel.peerCredentials()
         var peerClosed = false
@@ -222,7 +227,7 @@ public actor HTTPServer {
                 }
                 continue
             }
-            for part in parts {
+            for (index, part) in parts.enumerated() {
                 switch part {
                 case .requestHead(let head):
                     request = head
@@ -230,8 +235,36 @@ public actor HTTPServer {
                     request?.remoteAddress = channel.remoteAddress
                     // The head is complete; a body is not timed (see the type's contract).
                     setDeadline(id, after: nil)
-                    if head.version == .http1_1, head.headers.hasToken("100-continue", in: "Expect"),
-                       parser.isInMessage {
+                    let expectsContinue = head.version == .http1_1 && head.headers.hasToken("100-continue", in: "Expect")
+                    // A body follows when the message is still open, or parts of it came in this batch.
+                    let hasBody = parser.isInMessage || parts[(index + 1)...].contains {
+                        if case .body = $0 { true } else { false }
+                    }
+                    if configuration.streamsBodies && hasBody && !shuttingDown {
+                        let disposition = await serveStreaming(request!, expectsContinue: expectsContinue,
+                                                               ahead: parts[(index + 1)...], on: channel, id: id, parser: parser)
+                        request = nil
+                        switch disposition {
+                        case .keepOpen:
+                            connections[id]?.phase = .waiting
+                            setDeadline(id, after: parser.bufferedByteCount > 0 ? configuration.headerTimeout
+                                                                                : configuration.idleTimeout)
+                            if shuttingDown {
+                                closeGently = true
+                                break serving
+                            }
+                            continue serving
+                        case .close:
+                            closeGently = true
+                            break serving
+                        case .closed:
+                            break serving
+                        case .peerGone:
+                            peerClosed = true
+                            break serving
+                        }
+                    }
+                    if expectsContinue, parser.isInMessage {
                         try? await channel.write(HTTPWire.continueResponse)
                     }
                 case .body(let bytes):
@@ -249,6 +282,8 @@ public actor HTTPServer {
                                                                             : configuration.idleTimeout)
                     case .close:
                         closeGently = true
+                        break serving
+                    case .closed:
                         break serving
                     case .peerGone:
                         peerClosed = true
@@ -281,7 +316,8 @@ public actor HTTPServer {
         } catch {}
     }
 
-    private enum Disposition { case keepOpen, close, peerGone }
+    /// `closed`: the connection is done with and needs no lingering.
+    private enum Disposition { case keepOpen, close, closed, peerGone }
 
     private func refuse(_ error: HTTPError, on channel: StreamChannel) async {
         let body = Array((error.message + "\n").utf8)
@@ -294,11 +330,13 @@ public actor HTTPServer {
         try? await channel.write(head + body)
     }
 
+    /// `watchClient`: read the connection while a streamed body goes out, to see the client go
+    /// away (not while a request body's reader reads it).
     private func respond(_ response: HTTPResponse, to request: HTTPRequest, on channel: StreamChannel,
-                         id: Int, parser: HTTPMessageParser) async -> Disposition {
+                         id: Int, parser: HTTPMessageParser, forceClose: Bool = false, watchClient: Bool = true) async -> Disposition {
         let status = response.status
         let bodyless = request.method == "HEAD" || (100..<200).contains(status) || status == 204 || status == 304
-        var close = !request.keepAlive || shuttingDown || response.headers.hasToken("close", in: "Connection")
+        var close = forceClose || !request.keepAlive || shuttingDown || response.headers.hasToken("close", in: "Connection")
         var headers = response.headers
         headers.remove("Content-Length")
         headers.remove("Transfer-Encoding")
@@ -338,7 +376,7 @@ public actor HTTPServer {
                 Self.abandon(stream)
                 return .peerGone
             }
-            let (outcome, ahead, peerGone) = await sendStream(stream, on: channel, id: id, chunked: chunked)
+            let (outcome, ahead, peerGone) = await sendStream(stream, on: channel, id: id, chunked: chunked, watchClient: watchClient)
             parser.append(ahead)
             if peerGone { return .peerGone }
             if chunked {
@@ -346,6 +384,116 @@ public actor HTTPServer {
             }
             return close || !chunked || outcome == .stopped ? .close : .keepOpen
         }
+    }
+
+    // MARK: Streamed request bodies
+
+    /// How the body's reading ended.
+    private enum BodyEnd { case complete, failed(HTTPError), peerGone }
+
+    /// The parser, lent to the task that reads a streamed body while the handler runs. Both run
+    /// on the loop, and the connection's task does not touch the parser until that task is done.
+    private struct LentParser: @unchecked Sendable {
+        let parser: HTTPMessageParser
+    }
+
+    /// Serves one request whose body is streamed to the handler: the handler runs while the body
+    /// is read. When the handler answers before the body is complete (it read no further), the
+    /// rest is read and dropped for at most `lingerTimeout` and the connection is closed; a body
+    /// that fails (malformed, over its limit) is answered with its error instead of the handler's
+    /// response, unless that response had already begun.
+    private func serveStreaming(_ head: HTTPRequest, expectsContinue: Bool, ahead: ArraySlice<HTTPMessageParser.Part>,
+                                on channel: StreamChannel, id: Int, parser: HTTPMessageParser) async -> Disposition {
+        var request = head
+        var sendContinue: (@Sendable () async -> Void)?
+        if expectsContinue {
+            sendContinue = { @Sendable in _ = try? await channel.write(HTTPWire.continueResponse) }
+        }
+        let declaredLength = head.headers["Content-Length"].flatMap { Int($0) }
+        let body = RequestBody(declaredLength: declaredLength, limit: configuration.maxBodySize, sendContinue: sendContinue)
+        request.streamedBody = body
+        connections[id]?.phase = .responding
+        let handler = handler
+        let answering = Task(executorPreference: loop) { [request] in await handler(request) }
+        let lent = LentParser(parser: parser)
+        let first = Array(ahead)
+        let reading = Task(executorPreference: loop) { await self.readBody(into: body, first: first, parser: lent, from: channel) }
+        let response = await answering.value
+        if body.isComplete {
+            // The reader has reached the body's end (or its failure): it returns at once.
+            switch await reading.value {
+            case .complete:
+                return await respond(response, to: request, on: channel, id: id, parser: parser)
+            case .failed(let failure):
+                Self.abandon(response)
+                await refuse(failure, on: channel)
+                return .close
+            case .peerGone:
+                // Maybe only half-closed: the answer is still sent.
+                return await respond(response, to: request, on: channel, id: id, parser: parser, forceClose: true) == .peerGone
+                    ? .peerGone : .close
+            }
+        }
+        // The body is still coming. A streamed answer may still be reading it (a CGI program
+        // answers while it reads), so the reader goes on while the answer goes out; a handler
+        // that answered with bytes is done and read no further.
+        if case .bytes = response.body { body.discard() }
+        let disposition = await respond(response, to: request, on: channel, id: id, parser: parser,
+                                        forceClose: body.isDiscarded, watchClient: false)
+        if disposition == .peerGone {
+            body.discard()
+            await channel.close()
+            _ = await reading.value
+            return .peerGone
+        }
+        if disposition == .keepOpen, body.isComplete, case .complete = await reading.value { return .keepOpen }
+        // The answer is out and the body unfinished (or the connection ends anyway): the reader
+        // drops what still comes, for at most the linger timeout, and the connection closes.
+        body.discard()
+        setDeadline(id, after: configuration.lingerTimeout)
+        try? await channel.shutdownWrite()
+        _ = await reading.value
+        return .closed
+    }
+
+    /// Reads the body of the current request from the channel into `body` (dropping it once
+    /// discarded), starting with parts already parsed.
+    private func readBody(into body: RequestBody, first: [HTTPMessageParser.Part], parser lent: LentParser,
+                          from channel: StreamChannel) async -> BodyEnd {
+        let parser = lent.parser
+        var parts = first
+        while true {
+            for part in parts {
+                switch part {
+                case .body(let bytes):
+                    await body.push(bytes)
+                case .end:
+                    body.finish()
+                    return .complete
+                case .requestHead, .responseHead:
+                    break  // the parser stops at the end of a message: it cannot come before `.end`
+                }
+            }
+            do {
+                parts = try parser.next()
+            } catch {
+                body.fail(error)
+                return .failed(error)
+            }
+            if parts.isEmpty {
+                let bytes: [UInt8]?
+                do { bytes = try await channel.read() } catch { bytes = nil }
+                guard let bytes else {
+                    body.fail(HTTPError(.incomplete, "the client went away before the body was complete"))
+                    return .peerGone
+                }
+                parser.append(bytes)
+            }
+        }
+    }
+
+    private static func abandon(_ response: HTTPResponse) {
+        if case .stream(let stream) = response.body { abandon(stream) }
     }
 
     private func addConnection(_ headers: inout HTTPHeaders, close: Bool, version: HTTPVersion) {
@@ -359,7 +507,7 @@ public actor HTTPServer {
     /// Sends the stream's chunks while watching the client: returns how the stream ended, the
     /// bytes the client sent meanwhile, and whether it went away.
     private func sendStream(_ body: AsyncStream<[UInt8]>, on channel: StreamChannel, id: Int,
-                        chunked: Bool) async -> (StreamOutcome, [UInt8], Bool) {
+                            chunked: Bool, watchClient: Bool) async -> (StreamOutcome, [UInt8], Bool) {
         let writer = Task(executorPreference: loop) { () -> StreamOutcome in
             do {
                 // Iteration ends (nil) when this task is cancelled, which runs the stream's onTermination.
@@ -376,6 +524,7 @@ public actor HTTPServer {
         if shuttingDown { writer.cancel() }
         let watcher = Task(executorPreference: loop) { () -> ([UInt8], Bool) in
             var ahead: [UInt8] = []
+            guard watchClient else { return (ahead, false) }
             // Bounded: past this, the client is not read until the stream ends.
             while ahead.count < 64 * 1024 {
                 do {

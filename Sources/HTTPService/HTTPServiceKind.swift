@@ -20,6 +20,8 @@ public struct HTTPServiceDefinition: Sendable, Equatable {
         configuration.maxBodySize = maxBody
         configuration.headerTimeout = headerTimeout
         configuration.idleTimeout = idleTimeout
+        // Functions read bodies as they arrive (to a CGI program's stdin) with the route's limit.
+        configuration.streamsBodies = true
         return configuration
     }
 }

@@ -98,8 +98,10 @@ public struct Site: Sendable {
 /// one otherwise); stderr of the function is logged with it, and one access-log line per request
 /// names method, target, status, duration and id. A CGI local redirect is followed (up to 5) as a
 /// GET of the new path. A function's `concurrency` and `queue` limit its requests under way
-/// (`FunctionGate`); beyond them the answer is 503 with `Retry-After`. Not done yet:
-/// `protocol: json`, request bodies streamed to the function (they arrive whole).
+/// (`FunctionGate`); beyond them the answer is 503 with `Retry-After`. A request body (streamed,
+/// when the server streams bodies) may hold the endpoint's `max_body`, else the service's: a
+/// larger declared length is 413 before the function starts, a larger chunked body ends it with
+/// 413. Not done yet: `protocol: json`.
 public final class SiteRouter: Sendable {
     private let current = Mutex(Site.empty)
     /// Per function, kept across versions (requests under way hold theirs).
@@ -146,8 +148,8 @@ public final class SiteRouter: Sendable {
                   let function = site.functions[functionID] else {
                 return .text(status: 503, "service unavailable\n")
             }
-            if let limit = endpoint.maxBody, request.body.count > limit {
-                return HTTPResponse(status: 413, headers: ["Connection": "close"], body: .bytes(Array("request body too large\n".utf8)))
+            if let tooLarge = Self.limitBody(of: request, to: endpoint.maxBody ?? routes.definition.maxBody) {
+                return tooLarge
             }
             return await run(function, timeout: endpoint.timeout, request: request, parameters: parameters, rest: rest,
                              routes: routes, site: site, service: service, requestID: requestID, hops: hops)
@@ -156,9 +158,22 @@ public final class SiteRouter: Sendable {
                                 body: .bytes(Array("method not allowed\n".utf8)))
         case .notFound:
             guard let notFound = routes.notFound else { return .text(status: 404, "not found\n") }
+            if let tooLarge = Self.limitBody(of: request, to: routes.definition.maxBody) { return tooLarge }
             return await run(notFound, timeout: nil, request: request, parameters: [:], rest: nil, routes: routes, site: site,
                              service: service, requestID: requestID, hops: hops)
         }
+    }
+
+    /// Sets the request body's limit; the 413 answer when the body is known to be over it already.
+    private static func limitBody(of request: HTTPRequest, to limit: Int) -> HTTPResponse? {
+        let length = request.streamedBody.map { $0.declaredLength ?? 0 } ?? request.body.count
+        guard length <= limit else {
+            request.streamedBody?.discard()
+            return HTTPResponse(status: 413, headers: ["Connection": "close", "Content-Type": "text/plain; charset=utf-8"],
+                                body: .bytes(Array("request body too large: more than \(limit) bytes\n".utf8)))
+        }
+        request.streamedBody?.limit = limit
+        return nil
     }
 
     private func gate(for function: EntryID) -> FunctionGate {

@@ -45,7 +45,7 @@ struct Harness: Sendable {
 /// Starts a server with `handler`, runs `body` under a hang guard, then shuts the server and
 /// its loop down and removes the folder, whether `body` failed or not.
 func withServer(_ configuration: HTTPServer.Configuration = HTTPServer.Configuration(),
-                sourceLocation: SourceLocation = #_sourceLocation,
+                hangLimit: Duration = .seconds(30), sourceLocation: SourceLocation = #_sourceLocation,
                 handler: @escaping HTTPServer.Handler,
                 _ body: @escaping @Sendable (Harness) async throws -> Void) async throws {
     var template = Array("/tmp/roost-http-XXXXXX".utf8CString)
@@ -59,7 +59,7 @@ func withServer(_ configuration: HTTPServer.Configuration = HTTPServer.Configura
         let running = Task { await server.run() }
         let harness = Harness(loop: loop, path: folder + "/http.sock", server: server)
         do {
-            try await withHangGuard(sourceLocation: sourceLocation) { try await body(harness) }
+            try await withHangGuard(hangLimit, sourceLocation: sourceLocation) { try await body(harness) }
         } catch {
             failure = error
         }

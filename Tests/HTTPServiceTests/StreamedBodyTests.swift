@@ -1,0 +1,267 @@
+import Core
+import Logging
+import Synchronization
+import Testing
+
+@testable import HTTPService
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+private func streaming() -> HTTPServer.Configuration {
+    var configuration = HTTPServer.Configuration()
+    configuration.streamsBodies = true
+    configuration.lingerTimeout = .milliseconds(500)
+    return configuration
+}
+
+/// Answers with the number of body bytes the handler read, or the body's failure as its status.
+private let counting: HTTPServer.Handler = { request in
+    guard let body = request.streamedBody else { return .text(status: 200, "0 \(request.body.count)\n") }
+    do throws(HTTPError) {
+        var count = 0
+        while let chunk = try await body.next() { count += chunk.count }
+        return .text(status: 200, "\(count)\n")
+    } catch {
+        return .text(status: error.status, "\(error.code)\n")
+    }
+}
+
+/// The resident memory of this process, in bytes (the second field of /proc/self/statm, in pages).
+private func residentBytes() -> Int {
+    let descriptor = open("/proc/self/statm", O_RDONLY)
+    guard descriptor >= 0 else { return 0 }
+    defer { close(descriptor) }
+    var buffer = [UInt8](repeating: 0, count: 128)
+    let count = read(descriptor, &buffer, buffer.count)
+    guard count > 0 else { return 0 }
+    let fields = buffer[..<count].split(separator: UInt8(ascii: " "))
+    guard fields.count >= 2, let pages = Int(String(decoding: fields[1], as: UTF8.self)) else { return 0 }
+    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
+}
+
+/// A byte pattern whose period (251, a prime) no pipe or chunk size shares, so a lost, repeated
+/// or reordered chunk shows; `reference[offset % 251...]` is the pattern from `offset` on.
+private let period = 251
+private let reference: [UInt8] = (0..<(1 << 20) + period).map { UInt8(truncatingIfNeeded: ($0 % period) &* 7 &+ 3) }
+
+/// Whether `chunk` is the pattern at `offset` (compared with memcmp: 200 MiB byte by byte in a
+/// debug build would take long).
+private func matchesPattern(_ chunk: [UInt8], at offset: Int) -> Bool {
+    var start = 0
+    while start < chunk.count {
+        let count = min(chunk.count - start, 1 << 20)
+        let from = (offset + start) % period
+        let same = chunk.withUnsafeBytes { mine in reference.withUnsafeBytes { expected in
+            memcmp(mine.baseAddress! + start, expected.baseAddress! + from, count) == 0 } }
+        if !same { return false }
+        start += count
+    }
+    return true
+}
+
+@Suite struct StreamedBodyTests {
+    @Test func theHandlerReadsTheBodyWhileItArrives() async throws {
+        let (seen, signal) = AsyncStream.makeStream(of: Int.self)
+        let handler: HTTPServer.Handler = { request in
+            guard let body = request.streamedBody else { return .text(status: 200, "0 \(request.body.count)\n") }
+            var count = 0
+            do throws(HTTPError) {
+                while let chunk = try await body.next() {
+                    count += chunk.count
+                    signal.yield(count)
+                }
+            } catch {
+                return .text(status: error.status, "\(error)\n")
+            }
+            return .text(status: 200, "\(count)\n")
+        }
+        try await withServer(streaming(), handler: handler) { harness in
+            let channel = try await harness.connect()
+            try await channel.write(bytes("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 10\r\n\r\nhello"))
+            // The second half is sent only once the handler has read the first: a server that
+            // waited for the whole body would never answer.
+            var iterator = seen.makeAsyncIterator()
+            #expect(await iterator.next() == 5)
+            try await channel.write(bytes("world"))
+            let response = try await readResponse(from: channel)
+            #expect(response.status == 200 && text(response.body) == "10\n")
+            // Kept alive: the next request on the same connection is answered.
+            try await channel.write(bytes("GET /again HTTP/1.1\r\nHost: t\r\n\r\n"))
+            let again = try await readResponse(from: channel)
+            #expect(again.status == 200 && text(again.body) == "0 0\n")
+            await channel.close()
+        }
+    }
+
+    @Test func pipelinedRequestsWithBodiesAreAnsweredInOrder() async throws {
+        try await withServer(streaming(), handler: counting) { harness in
+            let responses = try await exchange(
+                "POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+                    + "POST /b HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n4\r\nwxyz\r\n2\r\n12\r\n0\r\n\r\n"
+                    + "GET /c HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n", with: harness)
+            #expect(responses.map(\.status) == [200, 200, 200])
+            #expect(responses.map { text($0.body) } == ["3\n", "6\n", "0 0\n"])
+        }
+    }
+
+    @Test func continueIsSentOnlyWhenTheHandlerReads() async throws {
+        let handler: HTTPServer.Handler = { request in
+            if request.path == "/refuse" { return .text(status: 404, "no\n") }
+            return await counting(request)
+        }
+        try await withServer(streaming(), handler: handler) { harness in
+            // Read: 100 Continue first, then the answer once the body came.
+            let channel = try await harness.connect()
+            try await channel.write(bytes("PUT /take HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n"))
+            let interim = try await readResponse(from: channel)
+            #expect(interim.status == 100)
+            try await channel.write(bytes("data"))
+            let final = try await readResponse(from: channel)
+            #expect(final.status == 200 && text(final.body) == "4\n")
+            await channel.close()
+
+            // Not read: the answer comes without a 100, and the connection closes after it.
+            let refused = try await exchange("PUT /refuse HTTP/1.1\r\nHost: t\r\nExpect: 100-continue\r\nContent-Length: 4\r\n\r\n",
+                                             with: harness)
+            #expect(refused.map(\.status) == [404])
+            #expect(refused.first?.head.headers["Connection"] == "close")
+        }
+    }
+
+    @Test func anAnswerBeforeTheBodyEndsClosesTheConnection() async throws {
+        let handler: HTTPServer.Handler = { _ in .text(status: 403, "forbidden\n") }
+        try await withServer(streaming(), handler: handler) { harness in
+            let channel = try await harness.connect()
+            try await channel.write(bytes("POST /x HTTP/1.1\r\nHost: t\r\nContent-Length: 100000000\r\n\r\n"))
+            try await channel.write([UInt8](repeating: 65, count: 100_000))
+            let response = try await readResponse(from: channel)
+            #expect(response.status == 403)
+            #expect(response.head.headers["Connection"] == "close")
+            // The server closes (after the linger timeout at the latest) though the body is unfinished.
+            var ended = false
+            while true {
+                guard (try? await channel.read()) != nil else {
+                    ended = true
+                    break
+                }
+            }
+            #expect(ended)
+            await channel.close()
+        }
+    }
+
+    @Test func aBrokenChunkIs400AndABodyOverTheLimitIs413() async throws {
+        let limited: HTTPServer.Handler = { request in
+            request.streamedBody?.limit = 8
+            return await counting(request)
+        }
+        try await withServer(streaming(), handler: limited) { harness in
+            let broken = try await exchange("POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\nzz\r\n", with: harness)
+            #expect(broken.map(\.status) == [400])
+            let chunked = try await exchange(
+                "POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nabcde\r\n5\r\nfghij\r\n0\r\n\r\n", with: harness)
+            #expect(chunked.map(\.status) == [413])
+            let declared = try await exchange("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 9\r\n\r\n123456789", with: harness)
+            #expect(declared.map(\.status) == [413])
+            let fits = try await exchange("POST /a HTTP/1.1\r\nHost: t\r\nContent-Length: 8\r\nConnection: close\r\n\r\n12345678",
+                                          with: harness)
+            #expect(fits.map(\.status) == [200] && fits.first.map { text($0.body) } == "8\n")
+        }
+    }
+
+    @Test func aChunkedBodyReachesACGIProgramWithItsLength() async throws {
+        let gatewayLoop = EventLoop(name: "cgi")
+        defer { gatewayLoop.shutdown() }
+        let handler: HTTPServer.Handler = { request in
+            let program = CGIProgram(arguments: ["/bin/sh", "-c", #"printf 'Content-Type: text/plain\n\n%s:' "$CONTENT_LENGTH"; exec cat"#],
+                                     environment: ["PATH": "/usr/bin:/bin"])
+            let cgi = CGIRequest(request: request, serverName: "t", serverPort: 80, remoteAddress: "", remotePort: 0,
+                                 serverSoftware: "roost/test")
+            guard case .response(let response) = await CGIGateway.run(program, for: cgi, requestID: "c", on: gatewayLoop,
+                                                                         logger: Logger(label: "test")) else {
+                return .text(status: 500, "redirect\n")
+            }
+            return response
+        }
+        try await withServer(streaming(), handler: handler) { harness in
+            // Not half-closed: a client that closes its side while a streamed answer runs is gone.
+            let channel = try await harness.connect()
+            try await channel.write(bytes("POST /a HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n"))
+            let response = try await readResponse(from: channel)
+            await channel.close()
+            #expect(response.status == 200)
+            #expect(text(response.body) == "11:hello world")
+        }
+    }
+
+    /// 200 MiB up to a CGI program and 200 MiB back, at once, through the server: the host's
+    /// memory grows by a small fraction of that.
+    @Test func twoHundredMebibytesGoThroughACGIProgramEachWayInBoundedMemory() async throws {
+        let total = 200 << 20
+        let gatewayLoop = EventLoop(name: "cgi")
+        defer { gatewayLoop.shutdown() }
+        let handler: HTTPServer.Handler = { request in
+            request.streamedBody?.limit = total
+            let program = CGIProgram(arguments: ["/bin/sh", "-c", "printf 'Content-Type: application/octet-stream\\n\\n'; exec cat"],
+                                     environment: ["PATH": "/usr/bin:/bin"], timeout: .seconds(120))
+            let cgi = CGIRequest(request: request, serverName: "t", serverPort: 80, remoteAddress: "", remotePort: 0,
+                                 serverSoftware: "roost/test")
+            guard case .response(let response) = await CGIGateway.run(program, for: cgi, requestID: "big", on: gatewayLoop,
+                                                                         logger: Logger(label: "test")) else {
+                return .text(status: 500, "redirect\n")
+            }
+            return response
+        }
+        try await withServer(streaming(), hangLimit: .seconds(120), handler: handler) { harness in
+            let before = residentBytes()
+            let peak = Mutex(before)
+            let channel = try await harness.connect()
+            try await channel.write(bytes("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: \(total)\r\nConnection: close\r\n\r\n"))
+            let sender = Task {
+                var offset = 0
+                while offset < total {
+                    let from = offset % period
+                    try await channel.write(Array(reference[from..<(from + 256 * 1024)]))
+                    offset += 256 * 1024
+                }
+            }
+            // The response is read as it comes, and checked byte by byte against the pattern.
+            let parser = HTTPMessageParser(kind: .response, maxBodySize: .max)
+            var status = 0
+            var received = 0
+            var mismatches = 0
+            var sinceSample = 0
+            reading: while true {
+                for part in try parser.next() {
+                    switch part {
+                    case .responseHead(let head): status = head.status
+                    case .body(let chunk):
+                        if !matchesPattern(chunk, at: received) { mismatches += 1 }
+                        received += chunk.count
+                        sinceSample += chunk.count
+                        if sinceSample >= 8 << 20 {
+                            sinceSample = 0
+                            let now = residentBytes()
+                            peak.withLock { $0 = max($0, now) }
+                        }
+                    case .end: break reading
+                    case .requestHead: break
+                    }
+                }
+                guard let data = try await channel.read() else { break }
+                parser.append(data)
+            }
+            try await sender.value
+            await channel.close()
+            #expect(status == 200)
+            #expect(received == total)
+            #expect(mismatches == 0)
+            let growth = peak.withLock { $0 } - before
+            // Buffers on the way hold a few MiB at most; 200 MiB held anywhere would show.
+            #expect(growth < 48 << 20, "resident memory grew by \(growth >> 20) MiB")
+        }
+    }
+}
+
