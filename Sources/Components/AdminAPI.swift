@@ -4,8 +4,8 @@ import Registry
 import Supervisor
 
 /// The admin API's requests and answers (documented in docs/ADMIN-API.md): registry reads,
-/// history, diff, rollback, apply; services (list, start, stop, restart, logs); the live event
-/// stream, and health.
+/// history, diff, rollback, apply; services (list, start, stop, restart, logs); function calls;
+/// the live event stream, and health.
 ///
 /// Every answer is JSON (`{"error": {"code", "message"}}` for a failure) except `/v1/events`,
 /// which is a Server-Sent Events stream. The handler never throws: a bad request gets a 4xx
@@ -15,12 +15,15 @@ public struct AdminAPI: Sendable {
     public let reloader: RegistryReloader
     public let bus: EventBus
     public let supervisor: Supervisor?
+    public let functions: FunctionRunner?
 
-    public init(registry: RegistryService, reloader: RegistryReloader, bus: EventBus, supervisor: Supervisor? = nil) {
+    public init(registry: RegistryService, reloader: RegistryReloader, bus: EventBus, supervisor: Supervisor? = nil,
+                functions: FunctionRunner? = nil) {
         self.registry = registry
         self.reloader = reloader
         self.bus = bus
         self.supervisor = supervisor
+        self.functions = functions
     }
 
     /// Answers one request; `user` is the caller's user id where the socket knows it.
@@ -31,6 +34,9 @@ public struct AdminAPI: Sendable {
         do {
             if segments.count >= 2, segments[0] == "v1", segments[1] == "services" {
                 return try await services(request, Array(segments.dropFirst(2)), query)
+            }
+            if segments.count == 4, segments[0] == "v1", segments[1] == "functions", segments[3] == "call" {
+                return try await call(request, segments[2])
             }
             let route = segments.joined(separator: "/")
             let entryRoute = segments.count == 4 && segments.prefix(3) == ["v1", "registry", "entries"]
@@ -68,6 +74,32 @@ public struct AdminAPI: Sendable {
         } catch {
             return AdminError(500, "internal", "\(error)").response
         }
+    }
+
+    // MARK: - Functions
+
+    /// `POST /v1/functions/ID/call`: runs the function with the body (JSON, or none) and answers
+    /// with its response as it is.
+    private func call(_ request: HTTPRequest, _ idText: String) async throws -> HTTPResponse {
+        guard request.method == "POST" else {
+            throw AdminError(405, "method_not_allowed", "\(request.method) is not allowed on \(request.path); use POST")
+        }
+        guard let functions else { throw AdminError(404, "not_found", "this host runs no functions") }
+        let id = try Self.entryID(idText)
+        var body: JSON?
+        if !request.body.allSatisfy({ $0 == 32 || $0 == 10 || $0 == 13 || $0 == 9 }) {
+            do {
+                body = try JSON.parse(bytes: request.body)
+            } catch {
+                throw AdminError(400, "bad_body", "the body is not JSON: \(error)")
+            }
+        }
+        let requestID = SiteRouter.requestID(from: request.headers["X-Request-Id"])
+        guard var response = await functions.call(id, body: body, requestID: requestID) else {
+            throw AdminError(404, "no_function", "no swiftlet.function \(id)")
+        }
+        response.headers.replace("X-Request-Id", with: requestID)
+        return response
     }
 
     // MARK: - Services

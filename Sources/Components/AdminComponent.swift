@@ -29,7 +29,7 @@ public struct AdminComponent: Component {
         let loop = try context.require(.loop)
         let api = AdminAPI(
             registry: try context.require(.registry), reloader: try context.require(.registryReloader),
-            bus: try context.require(.eventBus), supervisor: context.get(.supervisor))
+            bus: try context.require(.eventBus), supervisor: context.get(.supervisor), functions: context.get(.functions))
         unlink(socketPath)
         let listener = try await StreamListener.unix(on: loop, path: socketPath, mode: 0o600)
         let server = HTTPServer(listener: listener) { request in

@@ -10,7 +10,7 @@ import Registry
 /// started with) and starts, moves or stops listeners as their entries change.
 public struct HTTPComponent: Component {
     public let id = "http"
-    public let dependencies = ["registry"]
+    public let dependencies = ["registry", "functions"]
     public let registryRoot: String
     private let box = HTTPSiteBox()
 
@@ -21,7 +21,7 @@ public struct HTTPComponent: Component {
     public func load(_ context: AppContext) async throws {
         let loop = try context.require(.loop)
         let logger = try context.require(.logger)
-        let router = SiteRouter(loop: loop, logger: logger, software: "roost/\(RoostVersion.string)")
+        let router = SiteRouter(runner: try context.require(.functions), logger: logger)
         let host = HTTPSite(loop: loop, router: router, logger: logger, registryRoot: registryRoot)
         box.set(host)
         await (try context.require(.registry)).add(host)

@@ -74,6 +74,7 @@ public final class Host: Sendable {
                 quiet: configuration.reloadQuiet),
             FinderComponent(),
             SupervisorComponent(runPath: state.runPath, registryRoot: configuration.registryPath),
+            FunctionsComponent(registryRoot: configuration.registryPath),
             HTTPComponent(registryRoot: configuration.registryPath),
             AdminComponent(socketPath: state.path + "/admin.sock"),
         ] + configuration.extraComponents

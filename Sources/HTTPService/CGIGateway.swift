@@ -15,6 +15,8 @@ public struct CGIProgram: Sendable {
     public var workingDirectory: String?
     /// From the start of the process until the response is complete; then its group is killed.
     public var timeout: Duration
+    /// Whether an answer may also be a JSON object `{status, headers, body}` (`protocol: json`).
+    public var jsonAnswers = false
 
     public init(arguments: [String], environment: [String: String] = [:], workingDirectory: String? = nil,
                 timeout: Duration = .seconds(30)) {
@@ -118,6 +120,10 @@ public enum CGIGateway {
         }
         var parser = CGIResponseParser()
         var outcome = CGIResponseParser.Outcome.needMore
+        // With `jsonAnswers`, output that begins with `{` is a JSON answer; it is told apart from
+        // CGI by its first byte that is not white space.
+        var deciding = program.jsonAnswers
+        var early: [UInt8] = []
         while outcome == .needMore {
             let chunk = try? await stdout.read()
             if let failed = exchange.bodyFailure {
@@ -130,8 +136,20 @@ public enum CGIGateway {
                 return .response(.text(status: 504, "gateway timeout\n"))
             }
             guard let chunk else {
+                if deciding { _ = parser.feed(early) }
                 outcome = parser.finish()
                 break
+            }
+            if deciding {
+                early += chunk
+                guard let first = early.first(where: { ![9, 10, 13, 32].contains($0) }) else { continue }
+                deciding = false
+                if first == UInt8(ascii: "{") {
+                    return .response(await jsonAnswer(early, from: stdout, exchange: exchange, program: program, requestID: requestID,
+                                                      logger: logger))
+                }
+                outcome = parser.feed(early)
+                continue
             }
             outcome = parser.feed(chunk)
         }
@@ -163,6 +181,33 @@ public enum CGIGateway {
                 Task { await exchange.end() }
             })
             return .response(HTTPResponse(status: status, reason: reason, headers: headers, body: .stream(stream)))
+        }
+    }
+
+    /// The most a JSON answer may hold.
+    static let jsonAnswerLimit = 16 << 20
+
+    /// Reads a JSON answer to its end and makes it the response (`JSONEnvelope.response`).
+    private static func jsonAnswer(_ first: [UInt8], from stdout: StreamChannel, exchange: Exchange, program: CGIProgram,
+                                   requestID: String, logger: Logger) async -> HTTPResponse {
+        var output = first
+        while output.count <= jsonAnswerLimit, let chunk = try? await stdout.read() { output += chunk }
+        let timedOut = exchange.timedOut.load(ordering: .acquiring)
+        await exchange.end()
+        if let failed = exchange.bodyFailure { return failure(failed) }
+        if timedOut {
+            logger.warning("\(program.arguments[0]) did not finish its answer within \(program.timeout)", metadata: ["request": "\(requestID)"])
+            return .text(status: 504, "gateway timeout\n")
+        }
+        guard output.count <= jsonAnswerLimit else {
+            logger.error("\(program.arguments[0]): JSON answer over \(jsonAnswerLimit) bytes", metadata: ["request": "\(requestID)"])
+            return .text(status: 502, "bad gateway: the function's answer was too large\n")
+        }
+        do {
+            return try JSONEnvelope.response(from: output)
+        } catch {
+            logger.error("\(program.arguments[0]): invalid JSON answer: \(error)", metadata: ["request": "\(requestID)"])
+            return .text(status: 502, "bad gateway: the function's answer was not a valid JSON response\n")
         }
     }
 

@@ -92,28 +92,23 @@ public struct Site: Sendable {
 
 /// Answers the requests of every `http.service` from the current `Site`: a request is routed by
 /// the site that was current when it arrived (`replace` swaps it whole), to its endpoint's
-/// function through the CGI gateway.
+/// function through the `FunctionRunner` (which limits each function's runs under way).
 ///
 /// Each response carries `X-Request-Id` (the client's, when it sent a short token-like one; a new
 /// one otherwise); stderr of the function is logged with it, and one access-log line per request
 /// names method, target, status, duration and id. A CGI local redirect is followed (up to 5) as a
-/// GET of the new path. A function's `concurrency` and `queue` limit its requests under way
-/// (`FunctionGate`); beyond them the answer is 503 with `Retry-After`. A request body (streamed,
+/// GET of the new path. A request body (streamed,
 /// when the server streams bodies) may hold the endpoint's `max_body`, else the service's: a
 /// larger declared length is 413 before the function starts, a larger chunked body ends it with
-/// 413. Not done yet: `protocol: json`.
+/// 413.
 public final class SiteRouter: Sendable {
     private let current = Mutex(Site.empty)
-    /// Per function, kept across versions (requests under way hold theirs).
-    private let gates = Mutex<[EntryID: FunctionGate]>([:])
-    private let loop: EventLoop
+    private let runner: FunctionRunner
     private let logger: Logger
-    private let software: String
 
-    public init(loop: EventLoop, logger: Logger, software: String) {
-        self.loop = loop
+    public init(runner: FunctionRunner, logger: Logger) {
+        self.runner = runner
         self.logger = logger
-        self.software = software
     }
 
     public var site: Site { current.withLock { $0 } }
@@ -176,32 +171,14 @@ public final class SiteRouter: Sendable {
         return nil
     }
 
-    private func gate(for function: EntryID) -> FunctionGate {
-        gates.withLock { gates in
-            if let gate = gates[function] { return gate }
-            let gate = FunctionGate()
-            gates[function] = gate
-            return gate
-        }
-    }
-
-    /// Runs `function` for the request once its gate lets it (503 when its queue is full); the gate
-    /// is held until the function's process is gone.
+    /// Runs `function` through the runner, and follows a local redirect.
     private func run(_ function: FunctionDefinition, timeout: Duration?, request: HTTPRequest, parameters: [String: String],
                      rest: String?, routes: Site.Service, site: Site, service: EntryID, requestID: String,
                      hops: Int) async -> HTTPResponse {
-        var program = function.program
-        if let timeout { program.timeout = timeout }
-        let gate = gate(for: function.id)
-        guard await gate.enter(concurrency: function.concurrency, queue: function.queue) else {
-            return HTTPResponse(status: 503, headers: ["Retry-After": "1"], body: .bytes(Array("busy: try again\n".utf8)))
-        }
-        let onEnd: @Sendable () -> Void = { gate.leave() }
         let listen = routes.definition.listen
-        let cgi = CGIRequest(request: request, parameters: parameters, rest: rest, serverName: listen.host, serverPort: listen.port,
-                             remoteAddress: request.remoteAddress?.host ?? "", remotePort: request.remoteAddress?.port ?? 0,
-                             serverSoftware: software)
-        switch await CGIGateway.run(program, for: cgi, requestID: requestID, on: loop, logger: logger, onEnd: onEnd) {
+        let call = FunctionRunner.Call(request: request, parameters: parameters, rest: rest, serverName: listen.host,
+                                       serverPort: listen.port, requestID: requestID, timeout: timeout)
+        switch await runner.run(function, call) {
         case .response(let response):
             return response
         case .localRedirect(let path):
@@ -210,12 +187,13 @@ public final class SiteRouter: Sendable {
             next.remoteAddress = request.remoteAddress
             next.headers.remove("Content-Length")
             next.headers.remove("Content-Type")
+            next.headers.remove("Transfer-Encoding")
             return await respond(to: next, service: service, site: site, requestID: requestID, hops: hops + 1)
         }
     }
 
     /// The client's id when it is 1-128 bytes of letters, digits and `-_.:`; a new random one otherwise.
-    static func requestID(from given: String?) -> String {
+    public static func requestID(from given: String?) -> String {
         if let given, (1...128).contains(given.utf8.count),
            given.utf8.allSatisfy({ $0 < 128 && (Character(UnicodeScalar($0)).isLetter || Character(UnicodeScalar($0)).isNumber || "-_.:".utf8.contains($0)) }) {
             return given

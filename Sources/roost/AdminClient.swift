@@ -88,6 +88,28 @@ struct AdminClient {
         }
     }
 
+    /// Sends one request with a JSON body (`bytes`, none when empty) and hands over the answer's
+    /// head, then its body chunk by chunk as it comes; returns the status.
+    func stream(_ method: String, _ target: String, body bytes: [UInt8], head: (HTTPResponseHead) -> Void,
+                each: ([UInt8]) -> Void) async throws -> Int {
+        try await Self.withLoop { loop in
+            let channel = try await connect(on: loop)
+            var headers: HTTPHeaders = ["Host": "roost", "Connection": "close"]
+            if !bytes.isEmpty { headers.add("Content-Type", "application/json") }
+            let request = HTTPRequest(method: method, target: target, headers: headers, body: bytes)
+            do {
+                let response = try await HTTPClient.stream(request, over: channel)
+                head(response.head)
+                for try await chunk in response.body { each(chunk) }
+                await channel.close()
+                return response.head.status
+            } catch {
+                await channel.close()
+                throw Failure.broken("the host at \(socketPath) did not answer: \(error)")
+            }
+        }
+    }
+
     /// Opens a Server-Sent Events stream and calls `each` for every event until the host closes it.
     /// `opened` runs once the host has answered: from then on, no event is missed.
     func events(_ target: String, opened: () -> Void, each: (ServerSentEvent) -> Void) async throws {

@@ -20,7 +20,7 @@ struct Roost: AsyncParsableCommand {
         version: RoostVersion.string,
         subcommands: [
             RunCommand.self, RegistryCommand.self, EventsCommand.self, PSCommand.self, StartCommand.self, StopCommand.self,
-            RestartCommand.self, LogsCommand.self, NotifyCommand.self, VersionCommand.self,
+            RestartCommand.self, LogsCommand.self, CallCommand.self, NotifyCommand.self, VersionCommand.self,
         ]
     )
 

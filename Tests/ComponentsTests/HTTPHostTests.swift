@@ -83,4 +83,33 @@ private func freePort() throws -> Int {
         #expect(stopped?.code == 0)
         await live.close()
     }
+
+    @Test func roostCallRunsAFunctionWithAJSONBody() async throws {
+        let port = try freePort()
+        let extra = """
+              - name: echo
+                kind: swiftlet.function
+                protocol: json
+                exec: [/bin/sh, -c, 'envelope=$(cat); printf "{\\"status\\": 200, \\"body\\": %s}" "$envelope"']
+              - name: fail
+                kind: swiftlet.function
+                exec: [/bin/sh, -c, 'printf "Status: 500 Broken\\r\\nContent-Type: text/plain\\r\\n\\r\\nbroken\\n"']
+            """
+        let live = try LiveHost(files: ["app.yaml": Self.site(port: port, greeting: "hello", extra: extra)])
+        #expect(try await live.start())
+        var result = try await live.roost(["call", "app:echo", #"{"n": 5}"#])
+        #expect(result.status.code == 0)
+        let envelope = try JSON.parse(result.out.joined(separator: "\n"))
+        #expect(envelope["body"] == ["n": 5] && envelope["method"] == "POST")
+        result = try await live.roost(["call", "app:fail"])
+        #expect(result.status.code == 1)
+        #expect(result.out == ["broken"])
+        #expect(result.err.contains { $0.contains("500") })
+        result = try await live.roost(["call", "app:nothing", "{}"])
+        #expect(result.status.code == 1)
+        result = try await live.roost(["call", "app:echo", "{not json"])
+        #expect(result.status.code == 1)
+        #expect(await live.stop()?.code == 0)
+        await live.close()
+    }
 }

@@ -59,7 +59,7 @@ import Glibc
         #expect(problems.isEmpty, "\(problems)")
         var logger = Logger(label: "gate-test")
         logger.logLevel = .critical
-        let router = SiteRouter(loop: loop, logger: logger, software: "roost/test")
+        let router = SiteRouter(runner: FunctionRunner(loop: loop, logger: logger, software: "roost/test"), logger: logger)
         router.replace(site)
         let service = EntryID("app:web")!
         let first = Task { await router.handle(HTTPRequest(method: "GET", target: "/slow"), service: service) }
