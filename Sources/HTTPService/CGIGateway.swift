@@ -35,7 +35,7 @@ public struct CGIProgram: Sendable {
 ///   is read only as fast as the client takes it (the stream is pulled; the pipe's read limit
 ///   stops reading, and the program blocks on its next write).
 /// - The timeout covers the whole exchange: before the head is complete it is a 504; later the
-///   stream just ends. Either way, and whenever the client goes away, the group is killed.
+///   stream ends marked as truncated (the server then closes without the body's proper end). Either way, and whenever the client goes away, the group is killed.
 /// - A program that cannot be started, or ends or writes garbage before a valid head, is a 502.
 /// - A local redirect (`Location: /path`) is returned as such for the caller to route again.
 public enum CGIGateway {
@@ -170,17 +170,25 @@ public enum CGIGateway {
             let pending = Mutex<[UInt8]?>(first.isEmpty ? nil : first)
             // The server drops the stream when its client goes away: the process ends with it.
             let owner = EndOnRelease(exchange)
+            let truncation = HTTPResponse.Truncation()
             let stream = AsyncStream<[UInt8]>(unfolding: {
                 withExtendedLifetime(owner) {}
                 if let chunk = pending.withLock({ $0.take() }) { return chunk }
                 if let chunk = try? await stdout.read() { return chunk }
                 await exchange.end()
+                if exchange.timedOut.load(ordering: .acquiring) {
+                    truncation.mark()
+                    logger.warning("\(program.arguments[0]) did not finish its response within \(program.timeout)",
+                                   metadata: ["request": "\(requestID)"])
+                }
                 return nil
             }, onCancel: {
                 // The client went away (or the server shut down): nothing more is wanted.
                 Task { await exchange.end() }
             })
-            return .response(HTTPResponse(status: status, reason: reason, headers: headers, body: .stream(stream)))
+            var response = HTTPResponse(status: status, reason: reason, headers: headers, body: .stream(stream))
+            response.truncation = truncation
+            return .response(response)
         }
     }
 

@@ -1,5 +1,6 @@
 import CHTTPParser
 import Core
+import Synchronization
 
 /// The body of a response: all bytes at once, or a stream of chunks.
 ///
@@ -22,6 +23,18 @@ public struct HTTPResponse: Sendable {
     public var reason: String
     public var headers: HTTPHeaders
     public var body: HTTPBody
+    /// For a streamed body: set by its producer when the stream ended short (a function timed out
+    /// in the middle of its output). The server then closes the connection without the body's
+    /// proper end, so the client can tell the body is incomplete.
+    public var truncation: Truncation?
+
+    /// A mark a stream's producer sets when the stream ends short.
+    public final class Truncation: Sendable {
+        private let marked = Atomic<Bool>(false)
+        public init() {}
+        public func mark() { marked.store(true, ordering: .releasing) }
+        public var isMarked: Bool { marked.load(ordering: .acquiring) }
+    }
 
     public init(status: Int, reason: String? = nil, headers: HTTPHeaders = [:], body: HTTPBody = .bytes([])) {
         self.status = status

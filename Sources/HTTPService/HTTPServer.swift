@@ -26,6 +26,12 @@ import Glibc
 /// - `shutdown()` stops accepting, closes connections that wait for a request, lets requests
 ///   already handed to the handler finish, ends streamed bodies (with their last chunk), and
 ///   returns when no connection is left.
+/// - With `streamsBodies`, the handler is called once a request's head is complete and reads the
+///   body as it arrives (`HTTPRequest.streamedBody`, see `RequestBody`); the answer may go out
+///   while the body still comes. A body the handler did not read to its end is dropped for at
+///   most `lingerTimeout` and the connection closed after the answer.
+/// - A streamed response whose producer marked it truncated (`HTTPResponse.truncation`) ends
+///   with the connection closed, without the body's proper end.
 /// - Timeouts: a connection waiting for its next request is closed after `idleTimeout`; one
 ///   whose request head is not complete `headerTimeout` after its first byte is closed too
 ///   (slowloris). Not done yet: a 408 answer to those, a timeout for slow bodies or slow
@@ -379,6 +385,8 @@ public actor HTTPServer {
             let (outcome, ahead, peerGone) = await sendStream(stream, on: channel, id: id, chunked: chunked, watchClient: watchClient)
             parser.append(ahead)
             if peerGone { return .peerGone }
+            // Ended short: no proper end, so the client cannot take the part for the whole.
+            if response.truncation?.isMarked == true { return .closed }
             if chunked {
                 do { try await channel.write(HTTPWire.lastChunk) } catch { return .peerGone }
             }
