@@ -8,7 +8,7 @@ import Glibc
 #endif
 
 /// What the HTTP side serves, built from one registry state: the `http.service` entries, the
-/// routes of each, and the functions they call. Built whole for each version and then only read.
+/// routes of each (endpoints and static mounts), and the functions they call. Built whole for each version and then only read.
 public struct Site: Sendable {
     public struct Service: Sendable {
         public let definition: HTTPServiceDefinition
@@ -113,7 +113,7 @@ public struct Site: Sendable {
 
 /// Answers the requests of every `http.service` from the current `Site`: a request is routed by
 /// the site that was current when it arrived (`replace` swaps it whole), to its endpoint's
-/// function through the CGI gateway.
+/// function through the CGI gateway, or to the files of its `http.static` mount (`StaticFiles`).
 ///
 /// Each response carries `X-Request-Id` (the client's, when it sent a short token-like one; a new
 /// one otherwise); stderr of the function is logged with it, and one access-log line per request
