@@ -297,6 +297,32 @@ private func get(_ target: String, _ extra: [String] = [], over harness: Harness
         }
     }
 
+    @Test func aClientLeavingMidStreamClosesTheFile() async throws {
+        try await withStaticSite { harness, site, _ in
+            let path = try #require(StaticFiles.realPath(site.root + "/big.bin"))
+            let channel = try await harness.connect()
+            let answer = try await HTTPClient.stream(HTTPRequest(method: "GET", target: "/files/big.bin"), over: channel)
+            var body = answer.body.makeAsyncIterator()
+            let start = try await read(100_000, from: &body)
+            #expect(answer.head.status == 200 && start == Array(bigContent.prefix(start.count)))
+            #expect(Self.openCount(of: path) == 1, "the file is open while it streams")
+            await channel.close()
+            // Nothing announces the close to a test; it is polled for, within a bound.
+            let deadline = ContinuousClock.now + .seconds(10)
+            while Self.openCount(of: path) > 0 && ContinuousClock.now < deadline { try await harness.loop.sleep(for: .milliseconds(10)) }
+            #expect(Self.openCount(of: path) == 0, "the file is closed once the client has gone")
+        }
+    }
+
+    /// How many descriptors of this process are open on `path`.
+    static func openCount(of path: String) -> Int {
+        (listDirectory("/proc/self/fd") ?? []).filter { name in
+            var buffer = [CChar](repeating: 0, count: 4097)
+            let count = readlink("/proc/self/fd/" + name, &buffer, 4096)
+            return count > 0 && String(decoding: buffer[..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) == path
+        }.count
+    }
+
     // MARK: Pure parts
 
     @Test func byteRangesAgainstASize() {
