@@ -8,7 +8,8 @@ import Glibc
 #endif
 
 /// What the HTTP side serves, built from one registry state: the `http.service` entries, the
-/// routes of each (endpoints and static mounts), and the functions they call. Built whole for each version and then only read.
+/// routes of each (endpoints and static mounts), and the functions they call. Built whole for
+/// each version and then only read.
 public struct Site: Sendable {
     public struct Service: Sendable {
         public let definition: HTTPServiceDefinition
