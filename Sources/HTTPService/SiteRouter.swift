@@ -8,12 +8,15 @@ import Glibc
 #endif
 
 /// What the HTTP side serves, built from one registry state: the `http.service` entries, the
-/// routes of each, and the functions they call. Built whole for each version and then only read.
+/// routes of each (endpoints and static mounts), and the functions they call. Built whole for
+/// each version and then only read.
 public struct Site: Sendable {
     public struct Service: Sendable {
         public let definition: HTTPServiceDefinition
         public let table: RouteTable
         public let endpoints: [EntryID: EndpointDefinition]
+        /// The `http.static` mounts, by entry id (their routes are in `table` too).
+        public let statics: [EntryID: StaticFiles]
         public let notFound: FunctionDefinition?
     }
 
@@ -26,51 +29,69 @@ public struct Site: Sendable {
     /// with any: `problems(in:)`).
     public static func build(from state: [EntryID: Entry], registryRoot: String?) -> (Site, [RegistryError]) {
         let functionKind = FunctionKind(registryRoot: registryRoot)
+        let staticKind = StaticKind(registryRoot: registryRoot)
         var functions: [EntryID: FunctionDefinition] = [:]
         var definitions: [EntryID: HTTPServiceDefinition] = [:]
         var endpoints: [(Entry, EndpointDefinition)] = []
+        var mounts: [(Entry, StaticDefinition)] = []
         for entry in state.values {
             switch entry.kind {
             case FunctionKind.name: if let definition = functionKind.definition(of: entry) { functions[entry.id] = definition }
             case HTTPServiceKind.name: if let definition = HTTPServiceKind().definition(of: entry) { definitions[entry.id] = definition }
             case EndpointKind.name: if let definition = EndpointKind().definition(of: entry) { endpoints.append((entry, definition)) }
+            case StaticKind.name: if let definition = staticKind.definition(of: entry) { mounts.append((entry, definition)) }
             default: break
             }
         }
         var problems: [RegistryError] = []
-        var byService: [EntryID: [(Entry, EndpointDefinition)]] = [:]
-        for (entry, endpoint) in endpoints.sorted(by: { $0.0.id < $1.0.id }) {
-            let service: EntryID?
-            if let reference = endpoint.service {
-                service = EntryID.resolve(reference, in: entry.id.namespace)
+        /// The service an endpoint or mount belongs to; nil after recording why there is none.
+        func owningService(of entry: Entry, named reference: String?, what: String) -> EntryID? {
+            if let reference {
+                let service = EntryID.resolve(reference, in: entry.id.namespace)
                 if service.map({ definitions[$0] == nil }) ?? true {
                     problems.append(RegistryError(.invalidField, "'service': '\(reference)' is not an http.service",
                                                   at: entry.location(ofField: "service"), entry: entry.id))
-                    continue
+                    return nil
                 }
+                return service
             } else if definitions.count == 1 {
-                service = definitions.keys.first
-            } else {
-                problems.append(RegistryError(
-                    .invalidField, definitions.isEmpty ? "there is no http.service to serve this endpoint"
-                        : "'service' is needed: there are \(definitions.count) http.service entries",
-                    at: entry.location, entry: entry.id))
+                return definitions.keys.first
+            }
+            problems.append(RegistryError(
+                .invalidField, definitions.isEmpty ? "there is no http.service to serve this \(what)"
+                    : "'service' is needed: there are \(definitions.count) http.service entries",
+                at: entry.location, entry: entry.id))
+            return nil
+        }
+        var staticsByService: [EntryID: [(Entry, StaticFiles)]] = [:]
+        for (entry, mount) in mounts.sorted(by: { $0.0.id < $1.0.id }) {
+            guard let service = owningService(of: entry, named: mount.service, what: "static mount") else { continue }
+            guard let files = StaticFiles(mount) else {
+                problems.append(RegistryError(.invalidField, "'root': '\(mount.root)' cannot be resolved",
+                                              at: entry.location(ofField: "root"), entry: entry.id))
                 continue
             }
+            staticsByService[service, default: []].append((entry, files))
+        }
+        var byService: [EntryID: [(Entry, EndpointDefinition)]] = [:]
+        for (entry, endpoint) in endpoints.sorted(by: { $0.0.id < $1.0.id }) {
+            guard let service = owningService(of: entry, named: endpoint.service, what: "endpoint") else { continue }
             let function = EntryID.resolve(endpoint.function, in: entry.id.namespace)
             if function.map({ functions[$0] == nil }) ?? true {
                 problems.append(RegistryError(.invalidField, "'func': '\(endpoint.function)' is not a swiftlet.function",
                                               at: entry.location(ofField: "func"), entry: entry.id))
                 continue
             }
-            byService[service!, default: []].append((entry, endpoint))
+            byService[service, default: []].append((entry, endpoint))
         }
         var services: [EntryID: Service] = [:]
         for (id, definition) in definitions {
             let mine = byService[id] ?? []
+            let statics = staticsByService[id] ?? []
             let table: RouteTable
             do {
-                table = try RouteTable(mine.map { entry, endpoint in endpoint.route(location: entry.location(ofField: "path")) })
+                table = try RouteTable(mine.map { entry, endpoint in endpoint.route(location: entry.location(ofField: "path")) }
+                    + statics.flatMap { entry, files in files.definition.routes(location: entry.location(ofField: "prefix")) })
             } catch {
                 problems += error.conflicts.map(\.error)
                 table = .empty
@@ -84,7 +105,8 @@ public struct Site: Sendable {
                 }
             }
             services[id] = Service(definition: definition, table: table,
-                                   endpoints: Dictionary(uniqueKeysWithValues: mine.map { ($0.1.id, $0.1) }), notFound: notFound)
+                                   endpoints: Dictionary(uniqueKeysWithValues: mine.map { ($0.1.id, $0.1) }),
+                                   statics: Dictionary(uniqueKeysWithValues: statics.map { ($0.0.id, $0.1) }), notFound: notFound)
         }
         return (Site(services: services, functions: functions), problems)
     }
@@ -92,7 +114,8 @@ public struct Site: Sendable {
 
 /// Answers the requests of every `http.service` from the current `Site`: a request is routed by
 /// the site that was current when it arrived (`replace` swaps it whole), to its endpoint's
-/// function through the `FunctionRunner` (which limits each function's runs under way).
+/// function through the `FunctionRunner` (which limits each function's runs under way), or to
+/// the files of its `http.static` mount (`StaticFiles`).
 ///
 /// Each response carries `X-Request-Id` (the client's, when it sent a short token-like one; a new
 /// one otherwise); stderr of the function is logged with it, and one access-log line per request
@@ -138,6 +161,7 @@ public final class SiteRouter: Sendable {
         guard let routes = site.services[service] else { return .text(status: 503, "service unavailable\n") }
         switch routes.table.route(method: request.method, host: request.headers["Host"], path: request.path) {
         case .matched(let route, let parameters, let rest):
+            if let files = routes.statics[route.id] { return files.respond(to: request) }
             guard let endpoint = routes.endpoints[route.id],
                   let functionID = EntryID.resolve(endpoint.function, in: endpoint.id.namespace),
                   let function = site.functions[functionID] else {

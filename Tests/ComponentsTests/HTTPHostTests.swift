@@ -112,4 +112,39 @@ private func freePort() throws -> Int {
         #expect(await live.stop()?.code == 0)
         await live.close()
     }
+
+    @Test func aStaticMountServesItsFolderAndVersionsThatBreakItAreRefused() async throws {
+        let port = try freePort()
+        func site(_ extra: String = "", root: String = "./pages") -> String {
+            Self.site(port: port, greeting: "hello", extra: "  - {name: pages, kind: http.static, prefix: /pages, root: \(root)}\n" + extra)
+        }
+        let live = try LiveHost(files: ["app.yaml": site()])
+        mkdir(live.folder.path + "/registry/pages", 0o755)
+        live.write("pages/index.html", "<p>pages</p>\n")
+        #expect(try await live.start())
+        var response = try await get(live, port: port, "/pages/")
+        #expect(response.status == 200 && String(decoding: response.bodyBytes, as: UTF8.self) == "<p>pages</p>\n")
+        #expect(response.headers["Content-Type"] == "text/html; charset=utf-8")
+        #expect(try await get(live, port: port, "/pages").headers["Location"] == "/pages/")
+
+        // An endpoint for the mount's requests is refused with both places.
+        live.write("app.yaml", site("  - {name: grab, kind: http.endpoint, method: GET, path: '/pages/*', func: greet}"))
+        var result = try await live.roost(["registry", "apply"])
+        #expect(result.status.code != 0)
+        var refusal = (result.out + result.err).joined(separator: "\n")
+        #expect(refusal.contains("app:grab (/pages/*)") && refusal.contains("app:pages (/pages/*)"), "\(refusal)")
+        #expect(refusal.contains("app.yaml:"))
+
+        // So is a root that is not there.
+        live.write("app.yaml", site(root: "./gone"))
+        result = try await live.roost(["registry", "apply"])
+        #expect(result.status.code != 0)
+        refusal = (result.out + result.err).joined(separator: "\n")
+        #expect(refusal.contains("'root': './gone' does not exist"), "\(refusal)")
+
+        response = try await get(live, port: port, "/pages/index.html")
+        #expect(response.status == 200)
+        #expect(await live.stop()?.code == 0)
+        await live.close()
+    }
 }
