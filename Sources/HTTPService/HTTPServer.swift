@@ -15,7 +15,9 @@ import Glibc
 ///   (and `Connection: keep-alive` for 1.0).
 /// - Responses get a `Date` header when they lack one, `Content-Length` for byte bodies, and
 ///   `Transfer-Encoding: chunked` for streamed bodies to HTTP/1.1 clients (HTTP/1.0 clients get
-///   the stream close-delimited). HEAD, 1xx, 204 and 304 responses carry no body.
+///   the stream close-delimited), unless the handler gave a streamed body's `Content-Length`:
+///   then exactly that many bytes are sent, and a stream that is shorter or longer ends with the
+///   connection closed. HEAD, 1xx, 204 and 304 responses carry no body.
 /// - A streamed body stops when the client goes away: the server reads while it streams, and at
 ///   end of input or a failed write it ends its iteration of the stream, so the stream's
 ///   `onTermination` runs and the producer can stop. A client that half-closes its side while a
@@ -76,7 +78,7 @@ public actor HTTPServer {
         var task: Task<Void, Never>?
         var phase = Phase.waiting
         var deadline: ContinuousClock.Instant?
-        var writer: Task<StreamOutcome, Never>?
+        var writer: Task<(StreamOutcome, Int), Never>?
     }
 
     private enum StreamOutcome { case finished, stopped }
@@ -361,8 +363,14 @@ public actor HTTPServer {
             return close ? .close : .keepOpen
 
         case .stream(let stream):
-            let chunked = request.version.minor >= 1
-            if chunked {
+            // A handler that knows the stream's length says so; the stream is then sent as it is.
+            let length = response.headers["Content-Length"].flatMap { Int($0) }.flatMap { $0 >= 0 ? $0 : nil }
+            let chunked = length == nil && request.version.minor >= 1
+            if let length {
+                if !((100..<200).contains(status) || status == 204 || status == 304) {
+                    headers.add("Content-Length", String(length))
+                }
+            } else if chunked {
                 if !((100..<200).contains(status) || status == 204 || status == 304) {
                     headers.add("Transfer-Encoding", "chunked")
                 }
@@ -382,11 +390,13 @@ public actor HTTPServer {
                 Self.abandon(stream)
                 return .peerGone
             }
-            let (outcome, ahead, peerGone) = await sendStream(stream, on: channel, id: id, chunked: chunked, watchClient: watchClient)
+            let (outcome, ahead, peerGone, sent) = await sendStream(stream, on: channel, id: id, chunked: chunked,
+                                                                   length: length, watchClient: watchClient)
             parser.append(ahead)
             if peerGone { return .peerGone }
             // Ended short: no proper end, so the client cannot take the part for the whole.
-            if response.truncation?.isMarked == true { return .closed }
+            if response.truncation?.isMarked == true || (length != nil && sent != length) { return .closed }
+            if length != nil { return close || outcome == .stopped ? .close : .keepOpen }
             if chunked {
                 do { try await channel.write(HTTPWire.lastChunk) } catch { return .peerGone }
             }
@@ -514,18 +524,29 @@ public actor HTTPServer {
 
     /// Sends the stream's chunks while watching the client: returns how the stream ended, the
     /// bytes the client sent meanwhile, and whether it went away.
-    private func sendStream(_ body: AsyncStream<[UInt8]>, on channel: StreamChannel, id: Int,
-                            chunked: Bool, watchClient: Bool) async -> (StreamOutcome, [UInt8], Bool) {
-        let writer = Task(executorPreference: loop) { () -> StreamOutcome in
+    /// With a `length`, at most that many bytes are sent. Returns how the stream ended, the bytes
+    /// the client sent meanwhile, whether it went away, and the body bytes sent.
+    private func sendStream(_ body: AsyncStream<[UInt8]>, on channel: StreamChannel, id: Int, chunked: Bool,
+                            length: Int?, watchClient: Bool) async -> (StreamOutcome, [UInt8], Bool, Int) {
+        let writer = Task(executorPreference: loop) { () -> (StreamOutcome, Int) in
+            var sent = 0
             do {
                 // Iteration ends (nil) when this task is cancelled, which runs the stream's onTermination.
                 for await chunk in body where !chunk.isEmpty {
+                    if let length {
+                        let room = length - sent
+                        if chunk.count > room {
+                            if room > 0 { try await channel.write(Array(chunk[..<room])) }
+                            return (.stopped, length + 1)  // longer than it said: cut, and the connection closed
+                        }
+                    }
                     try await channel.write(chunked ? HTTPWire.chunk(chunk) : chunk)
+                    sent += chunk.count
                 }
             } catch {
-                return .stopped
+                return (.stopped, sent)
             }
-            return Task.isCancelled ? .stopped : .finished
+            return (Task.isCancelled ? .stopped : .finished, sent)
         }
         connections[id]?.phase = .streaming
         connections[id]?.writer = writer
@@ -550,7 +571,7 @@ public actor HTTPServer {
             }
             return (ahead, false)
         }
-        let outcome = await writer.value
+        let (outcome, sent) = await writer.value
         watcher.cancel()
         let (ahead, peerGone) = await watcher.value
         connections[id]?.writer = nil
@@ -558,7 +579,7 @@ public actor HTTPServer {
         // A write that failed, or a cancellation that came before iteration began, leaves the
         // stream unterminated; this ends it so the producer hears of it either way.
         if outcome == .stopped { Self.abandon(body) }
-        return (outcome, ahead, peerGone)
+        return (outcome, ahead, peerGone, sent)
     }
 
     /// Ends a stream nobody will read: a next() in a cancelled task terminates it, which runs

@@ -43,9 +43,9 @@ import Glibc
 ///
 /// Known limits: the streamed chunks are read with `pread` on the thread that writes the
 /// response (the loop): fine for files in the page cache, a stall of the loop for slow storage.
-/// A streamed body goes out chunked without `Content-Length` (the server frames streams itself),
-/// also for HEAD. A file that shrinks or fails to read while it streams ends the body early,
-/// and the client sees a shorter body with a normal end.
+/// Every answer states its `Content-Length`, HEAD too; a file that shrinks or fails to read while
+/// it streams ends the body short of it, and the server closes the connection, so the client can
+/// tell.
 public final class StaticFiles: Sendable {
     public let definition: StaticDefinition
     /// The root's real path; every file served resolves to a path below it.
@@ -387,11 +387,14 @@ public final class StaticFiles: Sendable {
         }
         switch range {
         case .whole:
-            return HTTPResponse(status: 200, headers: representation.headers,
+            var headers = representation.headers
+            headers.replace("Content-Length", with: String(representation.size))
+            return HTTPResponse(status: 200, headers: headers,
                                 body: Self.body(representation.content, offset: 0, count: representation.size))
         case .part(let first, let last):
             var headers = representation.headers
             headers.add("Content-Range", "bytes \(first)-\(last)/\(representation.size)")
+            headers.replace("Content-Length", with: String(last - first + 1))
             return HTTPResponse(status: 206, headers: headers,
                                 body: Self.body(representation.content, offset: first, count: last - first + 1))
         case .unsatisfiable:

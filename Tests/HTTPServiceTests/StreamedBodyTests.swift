@@ -289,4 +289,28 @@ private func matchesPattern(_ chunk: [UInt8], at offset: Int) -> Bool {
             #expect(throws: HTTPError.self) { try responses(in: data) }
         }
     }
+
+    @Test func aStreamWithItsLengthIsSentAsItIsAndCutWhenItRunsOver() async throws {
+        let handler: HTTPServer.Handler = { request in
+            let (stream, feed) = AsyncStream.makeStream(of: [UInt8].self)
+            feed.yield(bytes("abc"))
+            feed.yield(bytes("def"))
+            feed.finish()
+            let length = request.path == "/exact" ? "6" : "4"
+            return HTTPResponse(status: 200, headers: ["Content-Length": length], body: .stream(stream))
+        }
+        try await withServer(streaming(), handler: handler) { harness in
+            let channel = try await harness.connect()
+            try await channel.write(bytes("GET /exact HTTP/1.1\r\nHost: t\r\n\r\n"))
+            let exact = try await readResponse(from: channel)
+            #expect(exact.head.headers["Content-Length"] == "6" && exact.head.headers["Transfer-Encoding"] == nil)
+            #expect(text(exact.body) == "abcdef")
+            // Kept alive after an exact length; cut and closed after one that runs over.
+            try await channel.write(bytes("GET /short HTTP/1.1\r\nHost: t\r\n\r\n"))
+            let short = try await readResponse(from: channel)
+            #expect(text(short.body) == "abcd")
+            #expect(try await channel.read() == nil)
+            await channel.close()
+        }
+    }
 }
