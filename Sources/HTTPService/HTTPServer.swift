@@ -1,4 +1,5 @@
 import Core
+import Synchronization
 
 #if canImport(Glibc)
 import Glibc
@@ -67,7 +68,10 @@ public actor HTTPServer {
     private var connections: [Int: Connection] = [:]
     private var nextID = 0
     private var shuttingDown = false
-    private var drainWaiters: [CheckedContinuation<Void, Never>] = []
+    /// The open connections' count and who waits for none to be left. Behind a lock, not actor
+    /// state: the body of `withCheckedContinuation` may run after a hop off the actor, by when
+    /// the last connection may have gone already; the lock makes the check and the wait one step.
+    private let drain = Mutex<(open: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
     private var ticker: LoopTimer?
     private var cachedDate: (second: Int, text: String) = (0, "")
 
@@ -112,6 +116,7 @@ public actor HTTPServer {
             let id = nextID
             nextID += 1
             connections[id] = Connection(channel: channel, deadline: .now + configuration.idleTimeout)
+            drain.withLock { $0.open += 1 }
             connections[id]?.task = Task(executorPreference: loop) { await self.serve(channel, id: id) }
         }
         await waitForConnections()
@@ -157,16 +162,25 @@ public actor HTTPServer {
     }
 
     private func waitForConnections() async {
-        if connections.isEmpty { return }
-        await withCheckedContinuation { drainWaiters.append($0) }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let drained = drain.withLock { state -> Bool in
+                if state.open == 0 { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if drained { continuation.resume() }
+        }
     }
 
     private func remove(_ id: Int) {
-        connections[id] = nil
-        if connections.isEmpty {
-            for waiter in drainWaiters { waiter.resume() }
-            drainWaiters.removeAll()
+        guard connections.removeValue(forKey: id) != nil else { return }
+        let waiters = drain.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.open -= 1
+            guard state.open == 0 else { return [] }
+            defer { state.waiters = [] }
+            return state.waiters
         }
+        for waiter in waiters { waiter.resume() }
     }
 
     // MARK: Deadlines
