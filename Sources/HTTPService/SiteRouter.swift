@@ -107,11 +107,14 @@ public final class SiteRouter: Sendable {
     private let loop: EventLoop
     private let logger: Logger
     private let software: String
+    /// Told of every answered request (the host's metrics).
+    private let observer: (any RequestObserver)?
 
-    public init(loop: EventLoop, logger: Logger, software: String) {
+    public init(loop: EventLoop, logger: Logger, software: String, observer: (any RequestObserver)? = nil) {
         self.loop = loop
         self.logger = logger
         self.software = software
+        self.observer = observer
     }
 
     public var site: Site { current.withLock { $0 } }
@@ -134,6 +137,12 @@ public final class SiteRouter: Sendable {
         logger.info("\(request.method) \(request.target) \(response.status) \(tenths / 10).\(tenths % 10) ms",
                     metadata: ["request": "\(id)", "service": "\(service)",
                                "client": "\(request.remoteAddress?.description ?? "-")"])
+        if let observer {
+            // Routed again on the same site: the route of the request as it arrived (a local
+            // redirect counts under it), without reaching into `respond`.
+            observer.requestAnswered(service: service, route: site.routeLabel(of: request, service: service),
+                                     method: request.method, status: response.status, duration: elapsed)
+        }
         return response
     }
 
