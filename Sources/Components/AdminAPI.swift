@@ -5,7 +5,7 @@ import Supervisor
 
 /// The admin API's requests and answers (documented in docs/ADMIN-API.md): registry reads,
 /// history, diff, rollback, apply; services (list, start, stop, restart, logs); the live event
-/// stream, and health.
+/// stream, health and readiness (`/healthz`, `/readyz`), and metrics (`/metrics`).
 ///
 /// Every answer is JSON (`{"error": {"code", "message"}}` for a failure) except `/v1/events`,
 /// which is a Server-Sent Events stream. The handler never throws: a bad request gets a 4xx
@@ -15,12 +15,19 @@ public struct AdminAPI: Sendable {
     public let reloader: RegistryReloader
     public let bus: EventBus
     public let supervisor: Supervisor?
+    /// What `/readyz` checks; none: ready whenever it answers.
+    public let readiness: ReadinessCheck?
+    /// What `/metrics` serves; none: 404.
+    public let metrics: HostMetrics?
 
-    public init(registry: RegistryService, reloader: RegistryReloader, bus: EventBus, supervisor: Supervisor? = nil) {
+    public init(registry: RegistryService, reloader: RegistryReloader, bus: EventBus, supervisor: Supervisor? = nil,
+                readiness: ReadinessCheck? = nil, metrics: HostMetrics? = nil) {
         self.registry = registry
         self.reloader = reloader
         self.bus = bus
         self.supervisor = supervisor
+        self.readiness = readiness
+        self.metrics = metrics
     }
 
     /// Answers one request; `user` is the caller's user id where the socket knows it.
@@ -36,7 +43,7 @@ public struct AdminAPI: Sendable {
             let entryRoute = segments.count == 4 && segments.prefix(3) == ["v1", "registry", "entries"]
             let allowed: String
             switch route {
-            case "healthz", "v1/registry", "v1/registry/entries", "v1/registry/versions", "v1/registry/diff", "v1/events":
+            case "healthz", "readyz", "metrics", "v1/registry", "v1/registry/entries", "v1/registry/versions", "v1/registry/diff", "v1/events":
                 allowed = "GET"
             case "v1/registry/rollback", "v1/registry/apply":
                 allowed = "POST"
@@ -50,6 +57,11 @@ public struct AdminAPI: Sendable {
             switch route {
             case "healthz":
                 return .json(["status": "ok"])
+            case "readyz":
+                return await ready()
+            case "metrics":
+                guard let metrics else { throw AdminError(404, "not_found", "this host keeps no metrics") }
+                return HTTPResponse(status: 200, headers: ["Content-Type": HostMetrics.contentType], body: .bytes(metrics.render()))
             case "v1/registry":
                 let finder = await registry.finder()
                 return .json(["version": .int(Int64(finder.version)), "entries": .int(Int64(finder.count))])
@@ -68,6 +80,14 @@ public struct AdminAPI: Sendable {
         } catch {
             return AdminError(500, "internal", "\(error)").response
         }
+    }
+
+    /// 200 `{"status": "ready"}`, or 503 `{"status": "not_ready", "not_ready": [...]}` naming each
+    /// part that is not.
+    private func ready() async -> HTTPResponse {
+        let problems = await readiness?.problems() ?? []
+        guard !problems.isEmpty else { return .json(["status": "ready"]) }
+        return .json(status: 503, ["status": "not_ready", "not_ready": .array(problems.map(\.json))])
     }
 
     // MARK: - Services
