@@ -279,9 +279,9 @@ public actor Supervisor: RegistryParticipant {
     }
 
     /// The `auto_start` services whose start is not decided yet, in id order: still starting, in
-    /// backoff before another try, stopping to restart, or meant to run but not begun (before boot, or waiting for a
-    /// service it `requires`, listed in `waitingFor`). A service that runs, has exited or failed
-    /// for good, or was stopped by a person is decided. `/readyz` reports these.
+    /// backoff before another try, stopping to restart, or meant to run but not begun (before
+    /// boot, or waiting for a service it `requires`, listed in `waitingFor`). A service that runs,
+    /// has exited or failed for good, or was stopped by a person is decided. `/readyz` reports these.
     public func undecidedStarts() -> [(id: EntryID, state: ServiceState, waitingFor: [EntryID])] {
         services.values.sorted { $0.id < $1.id }.compactMap { runtime in
             guard runtime.definition.autoStart, runtime.wanted else { return nil }
