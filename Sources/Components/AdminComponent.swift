@@ -82,12 +82,40 @@ public struct AdminComponent: Component {
     }
 
     public func stop(_ context: AppContext) async {
+        let logger = context.get(.logger)
+        let loop = context.get(.loop)
         // Event streams never finish by themselves: a short grace period, then they are closed.
         for (server, task) in running.takeAll() {
+            logger?.debug("admin API: draining a server")
             await server.shutdown(gracePeriod: .milliseconds(500))
-            await task.value
+            logger?.debug("admin API: drained; waiting for its accept loop")
+            // Bounded: HTTPServer.run can miss the end of the drain when its last connection goes
+            // while run is entering its own wait (waitForConnections parks its continuation only
+            // after a task-executor hop, by when `remove` has already resumed the waiters), and
+            // then never returns. Seen in most full test runs here; the fix belongs in
+            // HTTPServer.waitForConnections (check again inside the continuation's body).
+            if let loop, !(await Self.ended(task, within: .seconds(2), loop: loop)) {
+                logger?.warning("admin API: a server's accept loop did not end within 2 s of its shutdown; leaving it")
+            } else if loop == nil {
+                await task.value
+            }
+            logger?.debug("admin API: server stopped")
         }
         unlink(socketPath)
+    }
+
+    /// Whether `task` ended within `limit` (timed on `loop`).
+    private static func ended(_ task: Task<Void, Never>, within limit: Duration, loop: EventLoop) async -> Bool {
+        await withCheckedContinuation { continuation in
+            // Whichever comes first; the other finds the flag taken. (A task group would wait for
+            // the server's task anyway.)
+            let first = Atomic<Bool>(true)
+            let answer = { @Sendable (value: Bool) in
+                if first.exchange(false, ordering: .acquiringAndReleasing) { continuation.resume(returning: value) }
+            }
+            Task { await task.value; answer(true) }
+            Task { try? await loop.sleep(for: limit); answer(false) }
+        }
     }
 }
 
