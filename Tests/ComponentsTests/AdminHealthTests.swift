@@ -61,6 +61,25 @@ private func sample(_ text: String, _ series: String) -> Double? {
     return nil
 }
 
+/// Stops the host, expecting exit code 0; on anything else the host's last lines are recorded.
+private func stopCleanly(_ live: LiveHost, sourceLocation: Testing.SourceLocation = #_sourceLocation) async {
+    guard let lines = live.host?.lines else { return }
+    let stopped = await live.stop()
+    if stopped?.code != 0 || stopped?.signal != 0 {
+        // Bounded: the output of a host that did not exit may not end.
+        let tail = await withTaskGroup(of: [String]?.self) { group in
+            group.addTask { var all: [String] = []; for await line in lines { all.append(line) }; return all }
+            group.addTask { try? await Task.sleep(for: .seconds(2)); return nil }
+            let first = await group.next()!
+            group.cancelAll()
+            return first ?? ["(the host's output did not end)"]
+        }
+        Issue.record(Comment(rawValue: "the host stopped with \(String(describing: stopped)); its last lines:\n"
+            + tail.suffix(30).joined(separator: "\n")), sourceLocation: sourceLocation)
+    }
+    await live.close()
+}
+
 @Suite(.timeLimit(.minutes(2))) struct AdminHealthTests {
     // MARK: - /readyz
 
@@ -118,8 +137,7 @@ private func sample(_ text: String, _ series: String) -> Double? {
         } while polls < 500
         #expect(response.status == 200, "\(body(response))")
         #expect(try JSON.parse(body(response)) == ["status": "ready"])
-        #expect(await live.stop()?.code == 0)
-        await live.close()
+        await stopCleanly(live)
     }
 
     @Test func readinessReportsTheBootStageBeforeAnythingElse() async {
@@ -209,8 +227,7 @@ private func sample(_ text: String, _ series: String) -> Double? {
         #expect(sample(text, #"roost_process_spawns_total{role="service"}"#) == 3)
         #expect(sample(text, #"roost_service_restarts_total{service="app:crash"}"#) == 2)
         #expect(text.contains("# TYPE roost_http_request_duration_seconds histogram"))
-        #expect(await live.stop()?.code == 0)
-        await live.close()
+        await stopCleanly(live)
     }
 
     /// A subscriber that never reads loses its oldest events; the metrics count the episode once
@@ -353,7 +370,6 @@ private func sample(_ text: String, _ series: String) -> Double? {
             let channel = try await StreamChannel.connect(on: live.loop, host: "127.0.0.2", port: port)
             await channel.close()
         }
-        #expect(await live.stop()?.code == 0)
-        await live.close()
+        await stopCleanly(live)
     }
 }
