@@ -5,7 +5,7 @@ import Supervisor
 
 /// The admin API's requests and answers (documented in docs/ADMIN-API.md): registry reads,
 /// history, diff, rollback, apply; services (list, start, stop, restart, logs); function calls;
-/// the live event stream, and health.
+/// the live event stream, health and readiness (`/healthz`, `/readyz`), and metrics (`/metrics`).
 ///
 /// Every answer is JSON (`{"error": {"code", "message"}}` for a failure) except `/v1/events`,
 /// which is a Server-Sent Events stream. The handler never throws: a bad request gets a 4xx
@@ -16,14 +16,20 @@ public struct AdminAPI: Sendable {
     public let bus: EventBus
     public let supervisor: Supervisor?
     public let functions: FunctionRunner?
+    /// What `/readyz` checks; none: ready whenever it answers.
+    public let readiness: ReadinessCheck?
+    /// What `/metrics` serves; none: 404.
+    public let metrics: HostMetrics?
 
     public init(registry: RegistryService, reloader: RegistryReloader, bus: EventBus, supervisor: Supervisor? = nil,
-                functions: FunctionRunner? = nil) {
+                functions: FunctionRunner? = nil, readiness: ReadinessCheck? = nil, metrics: HostMetrics? = nil) {
         self.registry = registry
         self.reloader = reloader
         self.bus = bus
         self.supervisor = supervisor
         self.functions = functions
+        self.readiness = readiness
+        self.metrics = metrics
     }
 
     /// Answers one request; `user` is the caller's user id where the socket knows it.
@@ -42,7 +48,7 @@ public struct AdminAPI: Sendable {
             let entryRoute = segments.count == 4 && segments.prefix(3) == ["v1", "registry", "entries"]
             let allowed: String
             switch route {
-            case "healthz", "v1/registry", "v1/registry/entries", "v1/registry/versions", "v1/registry/diff", "v1/events":
+            case "healthz", "readyz", "metrics", "v1/registry", "v1/registry/entries", "v1/registry/versions", "v1/registry/diff", "v1/events":
                 allowed = "GET"
             case "v1/registry/rollback", "v1/registry/apply":
                 allowed = "POST"
@@ -56,6 +62,11 @@ public struct AdminAPI: Sendable {
             switch route {
             case "healthz":
                 return .json(["status": "ok"])
+            case "readyz":
+                return await ready()
+            case "metrics":
+                guard let metrics else { throw AdminError(404, "not_found", "this host keeps no metrics") }
+                return HTTPResponse(status: 200, headers: ["Content-Type": HostMetrics.contentType], body: .bytes(metrics.render()))
             case "v1/registry":
                 let finder = await registry.finder()
                 return .json(["version": .int(Int64(finder.version)), "entries": .int(Int64(finder.count))])
@@ -100,6 +111,14 @@ public struct AdminAPI: Sendable {
         }
         response.headers.replace("X-Request-Id", with: requestID)
         return response
+    }
+
+    /// 200 `{"status": "ready"}`, or 503 `{"status": "not_ready", "not_ready": [...]}` naming each
+    /// part that is not.
+    private func ready() async -> HTTPResponse {
+        let problems = await readiness?.problems() ?? []
+        guard !problems.isEmpty else { return .json(["status": "ready"]) }
+        return .json(status: 503, ["status": "not_ready", "not_ready": .array(problems.map(\.json))])
     }
 
     // MARK: - Services

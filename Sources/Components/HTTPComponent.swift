@@ -21,9 +21,10 @@ public struct HTTPComponent: Component {
     public func load(_ context: AppContext) async throws {
         let loop = try context.require(.loop)
         let logger = try context.require(.logger)
-        let router = SiteRouter(runner: try context.require(.functions), logger: logger)
+        let router = SiteRouter(runner: try context.require(.functions), logger: logger, observer: context.get(.metrics))
         let host = HTTPSite(loop: loop, router: router, logger: logger, registryRoot: registryRoot)
         box.set(host)
+        try context.set(.httpSite, host)
         await (try context.require(.registry)).add(host)
     }
 
@@ -37,6 +38,11 @@ public struct HTTPComponent: Component {
 }
 
 import Synchronization
+
+extension ContextKey where Value == HTTPSite {
+    /// The HTTP component's servers (for `/readyz`).
+    static var httpSite: Self { Self("http.site") }
+}
 
 final class HTTPSiteBox: Sendable {
     private let site = Mutex<HTTPSite?>(nil)
@@ -54,6 +60,8 @@ actor HTTPSite: RegistryParticipant {
     private let registryRoot: String
     private var running: [EntryID: (definition: HTTPServiceDefinition, server: HTTPServer, task: Task<Void, Never>)] = [:]
     private var serving = false
+    /// Why a service's listener could not be started, until it is.
+    private var bindFailures: [EntryID: String] = [:]
     /// The site built for the last proposal, reused when that state is committed.
     private var reviewed: (state: [EntryID: Entry], site: Site)?
 
@@ -102,6 +110,18 @@ actor HTTPSite: RegistryParticipant {
         }
     }
 
+    /// The `http.service` entries of the current site that do not listen as they are defined
+    /// (their listener could not be bound, or is not started yet); nothing before `begin`.
+    func notListening() -> [NotReady] {
+        guard serving else { return [] }
+        return router.site.services.sorted { $0.key < $1.key }.compactMap { id, service in
+            guard running[id]?.definition != service.definition else { return nil }
+            let message = bindFailures[id].map { "cannot listen on \(service.definition.listen): \($0)" }
+                ?? "not listening on \(service.definition.listen) yet"
+            return NotReady(check: "http", subject: id.description, message: message)
+        }
+    }
+
     private func reconcileServers() async {
         let wanted = router.site.services.mapValues(\.definition)
         for (id, item) in running where wanted[id] != item.definition {
@@ -119,8 +139,10 @@ actor HTTPSite: RegistryParticipant {
                 }
                 let task = Task(executorPreference: loop) { await server.run() }
                 running[id] = (definition, server, task)
+                bindFailures[id] = nil
                 logger.info("\(id): listening on http://\(listener.localAddress?.description ?? definition.listen.description)")
             } catch {
+                bindFailures[id] = "\(error)"
                 logger.error("\(id): cannot listen on \(definition.listen): \(error)")
             }
         }

@@ -21,15 +21,30 @@ public struct HostConfiguration: Sendable {
     public var adjustments: FolderAdjustments
     /// How long the folder must stay quiet after a change before it is applied again.
     public var reloadQuiet: Duration
+    /// The admin API's optional TCP listener, guarded by a bearer token (see `AdminTCP`).
+    public var adminTCP: AdminTCP?
+
+    /// Where the admin API also listens over TCP, and the file that holds its bearer token: one
+    /// does not go without the other. The file is read and checked when the host starts.
+    public struct AdminTCP: Sendable {
+        public var address: SocketAddress
+        public var tokenFile: String
+
+        public init(address: SocketAddress, tokenFile: String) {
+            self.address = address
+            self.tokenFile = tokenFile
+        }
+    }
 
     public init(registryPath: String, statePath: String, node: String = HostConfiguration.hostName(),
                 adjustments: FolderAdjustments = FolderAdjustments(), reloadQuiet: Duration = .milliseconds(5),
-                extraComponents: [any Component] = []) {
+                adminTCP: AdminTCP? = nil, extraComponents: [any Component] = []) {
         self.registryPath = registryPath
         self.statePath = statePath
         self.node = node
         self.adjustments = adjustments
         self.reloadQuiet = reloadQuiet
+        self.adminTCP = adminTCP
         self.extraComponents = extraComponents
     }
 
@@ -65,7 +80,7 @@ public final class Host: Sendable {
     }
 
     /// The standard components that exist so far, then the extra ones.
-    func components(state: StateFolder) -> [any Component] {
+    func components(state: StateFolder, adminTCP: AdminComponent.TCP?) -> [any Component] {
         [
             PIDGenComponent(node: configuration.node), DispatcherComponent(),
             RegistryComponent(
@@ -76,7 +91,7 @@ public final class Host: Sendable {
             SupervisorComponent(runPath: state.runPath, registryRoot: configuration.registryPath),
             FunctionsComponent(registryRoot: configuration.registryPath),
             HTTPComponent(registryRoot: configuration.registryPath),
-            AdminComponent(socketPath: state.path + "/admin.sock"),
+            AdminComponent(socketPath: state.path + "/admin.sock", tcp: adminTCP),
         ] + configuration.extraComponents
     }
 
@@ -128,6 +143,16 @@ public final class Host: Sendable {
             logger.error("\(error.message)")
             return error.exitCode
         }
+        // The admin token is checked before anything is created: a bad one is a bad flag.
+        var adminTCP: AdminComponent.TCP?
+        if let tcp = configuration.adminTCP {
+            do {
+                adminTCP = AdminComponent.TCP(address: tcp.address, token: try AdminToken.read(from: tcp.tokenFile))
+            } catch {
+                logger.error("\(error.message)")
+                return error.exitCode
+            }
+        }
         let state: StateFolder
         do {
             state = try StateFolder.prepare(configuration.statePath)
@@ -140,12 +165,18 @@ public final class Host: Sendable {
         let loop = EventLoop(name: "roost-loop")
         let bus = EventBus()
         let context = AppContext()
+        // The host's own metrics registry: two hosts in one process never share counters.
+        let metrics = HostMetrics(bus: bus)
+        loop.observeSpawns(metrics)
+        let lifecycle = HostLifecycle()
         let signals: SignalWatcher
         do {
             signals = try await SignalWatcher.watch([SIGINT, SIGTERM], on: loop)
             try context.set(.loop, loop)
             try context.set(.eventBus, bus)
             try context.set(.logger, logger)
+            try context.set(.metrics, metrics)
+            try context.set(.hostLifecycle, lifecycle)
         } catch {
             logger.error("cannot set up the host: \(error)")
             await loop.shutdownGracefully()
@@ -169,7 +200,7 @@ public final class Host: Sendable {
         }
 
         // Phases 2 and 3.
-        let loader = ComponentLoader(components: components(state: state), context: context, logger: logger)
+        let loader = ComponentLoader(components: components(state: state, adminTCP: adminTCP), context: context, logger: logger)
         /// Stops what started, in reverse, and gives the boot-failure exit code.
         func abortBoot(_ error: any Error) async -> Int32 {
             logger.error("boot failed: \(error)")
@@ -190,6 +221,7 @@ public final class Host: Sendable {
         }
 
         // Phase 4: the registry folder becomes the current version.
+        lifecycle.enter(.applying)
         do {
             let reloader = try context.require(.registryReloader)
             let outcome = await reloader.reload(ApplyContext(source: .boot))
@@ -203,6 +235,7 @@ public final class Host: Sendable {
             return await abortBoot(error)
         }
 
+        lifecycle.enter(.running)
         let milliseconds = Host.milliseconds(clock.now - bootStart)
         let started = await loader.startedIDs
         logger.info("roost ready in \(formatMilliseconds(milliseconds)) ms", metadata: [
@@ -223,6 +256,7 @@ public final class Host: Sendable {
         signalTask.cancel()
         Host.installForcedExitHandlers()
         logger.info("\(Host.describe(signal: signal)) received: stopping (a second signal exits at once)")
+        lifecycle.enter(.stopping)
         bus.publish(topic: "host.stopping", data: ["signal": .int(Int64(signal))])
 
         await loader.stop()

@@ -37,6 +37,9 @@ public struct SupervisorComponent: Component {
         var configuration = Supervisor.Configuration(runPath: runPath, kind: ServiceKind(registryRoot: registryRoot))
         configuration.logRingSize = 1000
         configuration.hostExecutable = Self.runningExecutable()
+        if let metrics = context.get(.metrics) {
+            configuration.onRestart = { metrics.serviceRestarted($0) }
+        }
         let supervisor = Supervisor(
             loop: try context.require(.loop), bus: try context.require(.eventBus),
             pids: try context.require(.pidGenerator), logger: try context.require(.logger), configuration: configuration)

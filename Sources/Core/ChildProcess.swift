@@ -74,6 +74,8 @@ public struct ProcessOptions: Sendable {
     public var limits = Limits()
     /// The kernel kills the child (SIGKILL) when the host process ends, however it ends.
     public var dieWithHost = false
+    /// What the child is to the host; only counted (`ProcessSpawnObserver`), never acted on.
+    public var role: ProcessRole?
 
     public struct Credentials: Sendable, Hashable {
         public var uid: uid_t
@@ -153,7 +155,9 @@ public actor ChildProcess {
         // The clone blocks until the child has exec'd: on a spawn thread, not on the loop.
         let launched = try await SpawnThreads.shared.run { try launch(options) }
         do {
-            return try await loop.submit { attach(launched, on: loop, options: options) }
+            let child = try await loop.submit { attach(launched, on: loop, options: options) }
+            loop.spawnObserver.notify(options)
+            return child
         } catch {
             // The loop is gone: nobody would watch this child, so it does not stay.
             kill(launched.pid, SIGKILL)

@@ -75,6 +75,9 @@ public final class EventBus: Sendable {
         /// Publishers tend to repeat a topic; comparing strings is cheaper than hashing one.
         var lastTopic: String? = nil
         var lastRoute: [SubscriptionBuffer] = []
+        /// Since the bus was made, over every subscription it ever had (see `overflowTotals`).
+        var overflowEpisodes: UInt64 = 0
+        var droppedEvents: UInt64 = 0
 
         mutating func route(for topic: String) -> [SubscriptionBuffer] {
             if let lastTopic, lastTopic == topic { return lastRoute }
@@ -145,8 +148,10 @@ public final class EventBus: Sendable {
             state.seq += 1
             let event = Event(topic: topic, path: path, data: data, time: time, seq: state.seq)
             for subscriber in state.route(for: topic) where subscriber.id != excluded {
-                subscriber.enqueue(event, wakeups: &wakeups, reports: &reports)
+                if subscriber.enqueue(event, wakeups: &wakeups, reports: &reports) { state.droppedEvents += 1 }
             }
+            // Each report is the first drop of a new episode.
+            state.overflowEpisodes += UInt64(reports.count)
         }
         wakeups.resumeAll()
         return reports
@@ -175,6 +180,12 @@ public final class EventBus: Sendable {
         _ pattern: String, bufferSize: Int? = nil, name: String = ""
     ) throws(EventBusError) -> EventSubscription {
         subscribe([try TopicPattern(pattern)], bufferSize: bufferSize, name: name)
+    }
+
+    /// Overflow episodes (each announced once as `eventbus.overflow`) and events dropped, since
+    /// the bus was made, counting subscriptions that have ended since. Never decrease.
+    public func overflowTotals() -> (episodes: UInt64, dropped: UInt64) {
+        state.withLock { ($0.overflowEpisodes, $0.droppedEvents) }
     }
 
     public var subscriberCount: Int {

@@ -44,6 +44,8 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private let threadDone = Mutex<Bool>(false)
     private var thread: pthread_t = 0
     public let name: String
+    /// Told of each child started on this loop; see `observeSpawns`.
+    let spawnObserver = SpawnObserverSlot()
 
     private enum LoopState: Int { case running, shuttingDown, stopped }
 
@@ -97,6 +99,12 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
         uv.deallocate()
         wakeup.deallocate()
         readScratch.deallocate()
+    }
+
+    /// Tells `observer` of every child process started on this loop from now on (it replaces the
+    /// one set before, if any). The host's metrics count spawns this way.
+    public func observeSpawns(_ observer: any ProcessSpawnObserver) {
+        spawnObserver.set(observer)
     }
 
     // MARK: Thread identity

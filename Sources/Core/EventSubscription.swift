@@ -158,11 +158,14 @@ final class SubscriptionBuffer: Sendable {
 
     /// Called by a publisher holding the bus lock. Never blocks beyond this short lock and
     /// never waits for the consumer: a full buffer loses its oldest event instead.
-    @inline(__always)
-    func enqueue(_ event: Event, wakeups: inout PendingWakeups, reports: inout [OverflowReport]) {
+    /// Returns whether the oldest buffered event was dropped to make room.
+    @inline(__always) @discardableResult
+    func enqueue(_ event: Event, wakeups: inout PendingWakeups, reports: inout [OverflowReport]) -> Bool {
         state.withLock { state in
-            if state.closed { return }
+            if state.closed { return false }
+            var dropped = false
             if state.buffer.count >= capacity {
+                dropped = true
                 state.buffer.removeFirst()
                 state.dropped += 1
                 state.episodeDropped += 1
@@ -181,6 +184,7 @@ final class SubscriptionBuffer: Sendable {
                     state.moreWaiters.removeAll()
                 }
             }
+            return dropped
         }
     }
 

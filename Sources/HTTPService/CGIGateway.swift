@@ -73,6 +73,7 @@ public enum CGIGateway {
         options.stderr = .pipe
         options.newProcessGroup = true
         options.dieWithHost = true
+        options.role = .function
         let child: ChildProcess
         do {
             child = try await ChildProcess.spawn(on: loop, options)

@@ -52,7 +52,7 @@ public struct HTTPServiceKind: EntryKind {
     }
 
     /// `host:port` or `[v6]:port`, numeric.
-    static func address(_ text: String) -> SocketAddress? {
+    public static func address(_ text: String) -> SocketAddress? {
         let host: Substring
         let port: Substring
         if text.hasPrefix("[") {

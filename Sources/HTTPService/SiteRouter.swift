@@ -128,10 +128,13 @@ public final class SiteRouter: Sendable {
     private let current = Mutex(Site.empty)
     private let runner: FunctionRunner
     private let logger: Logger
+    /// Told of every answered request (the host's metrics).
+    private let observer: (any RequestObserver)?
 
-    public init(runner: FunctionRunner, logger: Logger) {
+    public init(runner: FunctionRunner, logger: Logger, observer: (any RequestObserver)? = nil) {
         self.runner = runner
         self.logger = logger
+        self.observer = observer
     }
 
     public var site: Site { current.withLock { $0 } }
@@ -154,6 +157,12 @@ public final class SiteRouter: Sendable {
         logger.info("\(request.method) \(request.target) \(response.status) \(tenths / 10).\(tenths % 10) ms",
                     metadata: ["request": "\(id)", "service": "\(service)",
                                "client": "\(request.remoteAddress?.description ?? "-")"])
+        if let observer {
+            // Routed again on the same site: the route of the request as it arrived (a local
+            // redirect counts under it), without reaching into `respond`.
+            observer.requestAnswered(service: service, route: site.routeLabel(of: request, service: service),
+                                     method: request.method, status: response.status, duration: elapsed)
+        }
         return response
     }
 

@@ -86,6 +86,9 @@ public actor Supervisor: RegistryParticipant {
         public var probeInterval: Duration = .milliseconds(100)
         /// Given to services as `ROOST_BIN`, so a script can run `"$ROOST_BIN" notify --ready`.
         public var hostExecutable: String?
+        /// Told of each restart of a service: by its restart policy (out of backoff) or by a
+        /// `restart` command. Called on the loop; must be quick. The host counts them as metrics.
+        public var onRestart: (@Sendable (EntryID) -> Void)?
 
         public init(runPath: String, kind: ServiceKind) {
             self.runPath = runPath
@@ -258,6 +261,7 @@ public actor Supervisor: RegistryParticipant {
         runtime.wanted = false
         await stopAndWait(runtime)
         runtime.wanted = true
+        configuration.onRestart?(id)
         beginWhenReady(runtime)
     }
 
@@ -272,6 +276,23 @@ public actor Supervisor: RegistryParticipant {
             id: runtime.id, state: runtime.machine.state, pid: runtime.process?.pid, processID: runtime.processID,
             uptime: runtime.startedAt.map { Self.seconds(clock.now - $0) }, restarts: runtime.machine.restarts,
             lastExit: runtime.machine.lastExit, autoStart: runtime.definition.autoStart, status: runtime.notifyStatus)
+    }
+
+    /// The `auto_start` services whose start is not decided yet, in id order: still starting, in
+    /// backoff before another try, stopping to restart, or meant to run but not begun (before
+    /// boot, or waiting for a service it `requires`, listed in `waitingFor`). A service that runs,
+    /// has exited or failed for good, or was stopped by a person is decided. `/readyz` reports these.
+    public func undecidedStarts() -> [(id: EntryID, state: ServiceState, waitingFor: [EntryID])] {
+        services.values.sorted { $0.id < $1.id }.compactMap { runtime in
+            guard runtime.definition.autoStart, runtime.wanted else { return nil }
+            switch runtime.machine.state {
+            case .starting, .backoff, .stopped, .stopping:  // stopping while wanted: a restart under way
+                let waiting = runtime.definition.requires.filter { services[$0]?.machine.state != .running }
+                return (runtime.id, runtime.machine.state, waiting)
+            case .running, .exited, .failed:
+                return nil
+            }
+        }
     }
 
     /// The last `count` lines of a service's output.
@@ -364,6 +385,7 @@ public actor Supervisor: RegistryParticipant {
         let actions = runtime.machine.handle(event, at: now)
         for action in actions { perform(action, for: runtime) }
         if runtime.machine.state != before {
+            if before == .backoff, runtime.machine.state == .starting { configuration.onRestart?(runtime.id) }
             if before == .starting {
                 // A probe still running has nothing left to check.
                 for probe in runtime.probes.values { probe.assumeIsolated { _ = $0.signalGroup(SIGKILL) } }
@@ -493,6 +515,7 @@ public actor Supervisor: RegistryParticipant {
             openFiles: definition.limits.openFiles.map(UInt64.init), memoryBytes: definition.limits.memoryBytes.map(UInt64.init),
             cpuSeconds: definition.limits.cpuSeconds.map(UInt64.init))
         options.dieWithHost = true
+        options.role = .service
         spawnsUnderWay += 1
         Task {
             defer { self.spawnFinished() }
@@ -752,6 +775,7 @@ public actor Supervisor: RegistryParticipant {
         options.stderr = .null
         options.newProcessGroup = true
         options.dieWithHost = true
+        options.role = .readiness
         if let user = definition.user, getuid() == 0, let ids = Self.userIDs(user) {
             options.credentials = ProcessOptions.Credentials(uid: ids.uid, gid: ids.gid)
         }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Components
 import Core
+import HTTPService
 import Logging
 import Registry
 
@@ -44,6 +45,16 @@ struct RunCommand: AsyncParsableCommand {
         "Leave out the entries whose id matches this glob, e.g. 'app.debug:*' (repeatable).", valueName: "glob"))
     var disable: [String] = []
 
+    @Option(name: .long, help: ArgumentHelp(
+        "Also serve the admin API over TCP on this numeric address, e.g. 127.0.0.1:9700 (needs --admin-token-file).",
+        valueName: "host:port"))
+    var adminListen: String?
+
+    @Option(name: .long, help: ArgumentHelp(
+        "The file holding the bearer token every TCP admin request must carry (mode 600, one line).",
+        valueName: "file"))
+    var adminTokenFile: String?
+
     /// Diagnostics: makes the graceful stop take this long, to exercise the second-signal path.
     @Option(name: .long, help: .hidden)
     var debugStopDelayMs: Int?
@@ -54,6 +65,16 @@ struct RunCommand: AsyncParsableCommand {
         }
         if let empty = disable.first(where: \.isEmpty) {
             throw ValidationError("--disable needs a glob, got '\(empty)'")
+        }
+        if let listen = adminListen {
+            guard HTTPServiceKind.address(listen) != nil else {
+                throw ValidationError("--admin-listen needs a numeric address and port such as 127.0.0.1:9700, got '\(listen)'")
+            }
+            guard adminTokenFile != nil else {
+                throw ValidationError("--admin-listen needs --admin-token-file: the admin API is never served over TCP without a token")
+            }
+        } else if adminTokenFile != nil {
+            throw ValidationError("--admin-token-file is only used with --admin-listen")
         }
         if let delay = debugStopDelayMs, delay < 0 {
             throw ValidationError("--debug-stop-delay-ms must not be negative")
@@ -72,8 +93,12 @@ struct RunCommand: AsyncParsableCommand {
         let adjustments = FolderAdjustments(
             overrides: try overrides.map { text throws -> EntryOverride in try EntryOverride(parsing: text) },
             disabled: disable.map(Glob.init))
+        let adminTCP = adminListen.flatMap(HTTPServiceKind.address).map {
+            HostConfiguration.AdminTCP(address: $0, tokenFile: adminTokenFile ?? "")
+        }
         let host = Host(configuration: HostConfiguration(registryPath: registry, statePath: statePath,
-                                                         adjustments: adjustments, extraComponents: extra),
+                                                         adjustments: adjustments, adminTCP: adminTCP,
+                                                         extraComponents: extra),
                         logger: logger)
         throw HostExit(code: await host.run())
     }
