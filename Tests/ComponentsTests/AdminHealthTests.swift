@@ -250,14 +250,16 @@ private func stopCleanly(_ live: LiveHost, sourceLocation: Testing.SourceLocatio
         withExtendedLifetime(subscription) {}
     }
 
-    @Test func spawnsAreCountedByRoleAndCGIProgramsAsFunctions() {
+    @Test func spawnsAreCountedByTheRoleTheSpawnerNamed() {
         let metrics = HostMetrics(bus: nil)
         var service = ProcessOptions(["/bin/true"])
         service.role = .service
         var probe = ProcessOptions(["/bin/true"])
         probe.role = .readiness
-        let cgi = ProcessOptions(["/bin/true"], environment: ["GATEWAY_INTERFACE": "CGI/1.1"])
-        let tool = ProcessOptions(["/bin/true"], environment: ["PATH": "/bin"])
+        var cgi = ProcessOptions(["/bin/true"], environment: ["GATEWAY_INTERFACE": "CGI/1.1"])
+        cgi.role = .function
+        // Without a role, even a CGI environment is not taken for a function's.
+        let tool = ProcessOptions(["/bin/true"], environment: ["GATEWAY_INTERFACE": "CGI/1.1"])
         for options in [service, service, probe, cgi, tool] { metrics.processSpawned(options) }
         let text = String(decoding: metrics.render(), as: UTF8.self)
         #expect(sample(text, #"roost_process_spawns_total{role="service"}"#) == 2)

@@ -2,6 +2,7 @@ import Core
 import Glibc
 import HTTPService
 import Testing
+import TestSupport
 
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 private func freePort() throws -> Int {
@@ -144,6 +145,61 @@ private func freePort() throws -> Int {
 
         response = try await get(live, port: port, "/pages/index.html")
         #expect(response.status == 200)
+        #expect(await live.stop()?.code == 0)
+        await live.close()
+    }
+
+    /// 200 MiB up to a CGI program and 200 MiB back, at once, through a live host: the host's
+    /// peak memory stays a small fraction of that.
+    @Test(.timeLimit(.minutes(2))) func twoHundredMebibytesGoEachWayThroughAHostInBoundedMemory() async throws {
+        let port = try freePort()
+        let total = 200 << 20
+        let extra = """
+              - name: echo
+                kind: swiftlet.function
+                exec: [/bin/sh, -c, 'printf "Content-Type: application/octet-stream\\r\\n\\r\\n"; exec cat']
+                timeout: 100s
+              - {name: echo-route, kind: http.endpoint, method: POST, path: /echo, func: echo, max_body: 300MiB}
+            """
+        let live = try LiveHost(files: ["app.yaml": Self.site(port: port, greeting: "hello", extra: extra)])
+        #expect(try await live.start())
+        let pid = try #require(live.host?.child.pid)
+        let before = try #require(processMemory(pid, "VmRSS"))
+        let channel = try await StreamChannel.connect(on: live.loop, host: "127.0.0.1", port: port)
+        try await channel.write(Array("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: \(total)\r\nConnection: close\r\n\r\n".utf8))
+        let sender = Task {
+            var offset = 0
+            while offset < total {
+                try await channel.write(BytePattern.block(at: offset, count: 256 * 1024))
+                offset += 256 * 1024
+            }
+        }
+        let parser = HTTPMessageParser(kind: .response, maxBodySize: .max)
+        var status = 0
+        var received = 0
+        var mismatches = 0
+        reading: while true {
+            for part in try parser.next() {
+                switch part {
+                case .responseHead(let head): status = head.status
+                case .body(let chunk):
+                    if !BytePattern.matches(chunk, at: received) { mismatches += 1 }
+                    received += chunk.count
+                case .end: break reading
+                case .requestHead: break
+                }
+            }
+            guard let data = try await channel.read() else { break }
+            parser.append(data)
+        }
+        try await sender.value
+        await channel.close()
+        let peak = try #require(processMemory(pid, "VmHWM"))
+        #expect(status == 200)
+        #expect(received == total)
+        #expect(mismatches == 0)
+        // Buffers on the way hold a few MiB; 200 MiB held anywhere would show many times over.
+        #expect(peak - before < 32 << 20, "the host's peak memory was \((peak - before) >> 20) MiB over its resident memory before")
         #expect(await live.stop()?.code == 0)
         await live.close()
     }

@@ -2,6 +2,7 @@ import Core
 import Logging
 import Synchronization
 import Testing
+import TestSupport
 
 @testable import HTTPService
 
@@ -26,39 +27,6 @@ private let counting: HTTPServer.Handler = { request in
     } catch {
         return .text(status: error.status, "\(error.code)\n")
     }
-}
-
-/// The resident memory of this process, in bytes (the second field of /proc/self/statm, in pages).
-private func residentBytes() -> Int {
-    let descriptor = open("/proc/self/statm", O_RDONLY)
-    guard descriptor >= 0 else { return 0 }
-    defer { close(descriptor) }
-    var buffer = [UInt8](repeating: 0, count: 128)
-    let count = read(descriptor, &buffer, buffer.count)
-    guard count > 0 else { return 0 }
-    let fields = buffer[..<count].split(separator: UInt8(ascii: " "))
-    guard fields.count >= 2, let pages = Int(String(decoding: fields[1], as: UTF8.self)) else { return 0 }
-    return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
-}
-
-/// A byte pattern whose period (251, a prime) no pipe or chunk size shares, so a lost, repeated
-/// or reordered chunk shows; `reference[offset % 251...]` is the pattern from `offset` on.
-private let period = 251
-private let reference: [UInt8] = (0..<(1 << 20) + period).map { UInt8(truncatingIfNeeded: ($0 % period) &* 7 &+ 3) }
-
-/// Whether `chunk` is the pattern at `offset` (compared with memcmp: 200 MiB byte by byte in a
-/// debug build would take long).
-private func matchesPattern(_ chunk: [UInt8], at offset: Int) -> Bool {
-    var start = 0
-    while start < chunk.count {
-        let count = min(chunk.count - start, 1 << 20)
-        let from = (offset + start) % period
-        let same = chunk.withUnsafeBytes { mine in reference.withUnsafeBytes { expected in
-            memcmp(mine.baseAddress! + start, expected.baseAddress! + from, count) == 0 } }
-        if !same { return false }
-        start += count
-    }
-    return true
 }
 
 @Suite struct StreamedBodyTests {
@@ -196,10 +164,11 @@ private func matchesPattern(_ chunk: [UInt8], at offset: Int) -> Bool {
         }
     }
 
-    /// 200 MiB up to a CGI program and 200 MiB back, at once, through the server: the host's
-    /// memory grows by a small fraction of that.
-    @Test func twoHundredMebibytesGoThroughACGIProgramEachWayInBoundedMemory() async throws {
-        let total = 200 << 20
+    /// 64 MiB up to a CGI program and back at once, through the server, checked byte for byte.
+    /// (The host's memory while 200 MiB go each way is measured on a live host, in
+    /// ComponentsTests: this process runs other tests at the same time.)
+    @Test func aLargeBodyGoesThroughACGIProgramBothWaysAtOnce() async throws {
+        let total = 64 << 20
         let gatewayLoop = EventLoop(name: "cgi")
         defer { gatewayLoop.shutdown() }
         let handler: HTTPServer.Handler = { request in
@@ -215,37 +184,26 @@ private func matchesPattern(_ chunk: [UInt8], at offset: Int) -> Bool {
             return response
         }
         try await withServer(streaming(), hangLimit: .seconds(120), handler: handler) { harness in
-            let before = residentBytes()
-            let peak = Mutex(before)
             let channel = try await harness.connect()
             try await channel.write(bytes("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: \(total)\r\nConnection: close\r\n\r\n"))
             let sender = Task {
                 var offset = 0
                 while offset < total {
-                    let from = offset % period
-                    try await channel.write(Array(reference[from..<(from + 256 * 1024)]))
+                    try await channel.write(BytePattern.block(at: offset, count: 256 * 1024))
                     offset += 256 * 1024
                 }
             }
-            // The response is read as it comes, and checked byte by byte against the pattern.
             let parser = HTTPMessageParser(kind: .response, maxBodySize: .max)
             var status = 0
             var received = 0
             var mismatches = 0
-            var sinceSample = 0
             reading: while true {
                 for part in try parser.next() {
                     switch part {
                     case .responseHead(let head): status = head.status
                     case .body(let chunk):
-                        if !matchesPattern(chunk, at: received) { mismatches += 1 }
+                        if !BytePattern.matches(chunk, at: received) { mismatches += 1 }
                         received += chunk.count
-                        sinceSample += chunk.count
-                        if sinceSample >= 8 << 20 {
-                            sinceSample = 0
-                            let now = residentBytes()
-                            peak.withLock { $0 = max($0, now) }
-                        }
                     case .end: break reading
                     case .requestHead: break
                     }
@@ -258,9 +216,6 @@ private func matchesPattern(_ chunk: [UInt8], at offset: Int) -> Bool {
             #expect(status == 200)
             #expect(received == total)
             #expect(mismatches == 0)
-            let growth = peak.withLock { $0 } - before
-            // Buffers on the way hold a few MiB at most; 200 MiB held anywhere would show.
-            #expect(growth < 48 << 20, "resident memory grew by \(growth >> 20) MiB")
         }
     }
 
