@@ -5,8 +5,9 @@ DEB_PACKAGES := libuv1-dev libhttp-parser-dev libsqlite3-dev pkg-config
 # Extra packages for `make test`: Debian's cgit, an unmodified CGI program, serves a git repository
 # the test makes with git.
 TEST_PACKAGES := git cgit
-# Extra packages for `make bench` (tools Roost is compared with, and the load generators).
-BENCH_PACKAGES := hyperfine bc runit s6 supervisor
+# Extra packages for `make bench` (tools Roost is compared with, the load generators, gcc for the
+# benchmarks' C CGI program, curl to check every server's answer before it is measured).
+BENCH_PACKAGES := hyperfine bc runit s6 supervisor lighttpd nginx fcgiwrap wrk gcc curl
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 SWIFT ?= swift
 
@@ -68,6 +69,9 @@ bench: bench-deps release
 	bench/boot.sh .build/release/roost
 	bench/restart.sh .build/release/roost 200 20
 	bench/many.sh .build/release/roost 1000
+	bench/http-cgi.sh .build/release/roost
+	bench/http-static.sh .build/release/roost
+	bench/idle-connections.sh .build/release/roost 10000
 
 clean:
 	rm -rf .build .roost
