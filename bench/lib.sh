@@ -28,18 +28,38 @@ check_answer() {
   echo "$name: $url answers 200 '$body'"
 }
 
-# run_wrk NAME URL THREADS CONNECTIONS SECONDS WARMUP: a warm-up run, then the measured one; prints
-# one line (req/s, p50, p99, errors) and appends "NAME REQS" to $work/rates.
+# session_cpu_ticks SID...: CPU time (clock ticks: user + system, with that of reaped children)
+# of every process now in the sessions SID... (each server runs in a session of its own). A
+# server's CGI programs are its reaped children, so this is the server's cost per request and the
+# programs' together.
+session_cpu_ticks() {
+  local total=0 pid
+  for pid in $(ps -o pid= --sid "$(tr ' ' , <<<"$*")"); do
+    # Fields after the ")" of the command: utime is the 12th, stime, cutime, cstime follow.
+    total=$(( total + $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13 + $14 + $15}' || echo 0) ))
+  done
+  echo "$total"
+}
+
+# run_wrk NAME URL THREADS CONNECTIONS SECONDS WARMUP ["SID..."]: a warm-up run, then the measured
+# one; prints one line (req/s, p50, p99, errors, and with sessions the CPU time per request of
+# their processes) and appends "NAME REQS" to $work/rates.
 run_wrk() {
-  local name=$1 url=$2 threads=$3 connections=$4 seconds=$5 warmup=$6 out rate p50 p99 errors
+  local name=$1 url=$2 threads=$3 connections=$4 seconds=$5 warmup=$6 group=${7:-} out rate p50 p99 errors cpu="" t0 t1 count
   wrk -t"$threads" -c"$connections" -d"${warmup}s" "$url" >/dev/null
+  [ -n "$group" ] && t0=$(session_cpu_ticks $group)
   out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$url")
+  if [ -n "$group" ]; then
+    t1=$(session_cpu_ticks $group)
+    count=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v n="$count" 'BEGIN { printf "cpu %.3f ms/req", t * 1000 / hz / n }')
+  fi
   rate=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
   p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   # Non-2xx answers and socket errors make a figure worthless: say so next to it.
   errors=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | tr '\n' ';' || true)
-  printf '%-22s %10.0f req/s   p50 %9s   p99 %9s   %s\n' "$name" "$rate" "$p50" "$p99" "${errors:-no errors}"
+  printf '%-22s %10.0f req/s   p50 %9s   p99 %9s   %s   %s\n' "$name" "$rate" "$p50" "$p99" "$cpu" "${errors:-no errors}"
   echo "$name $rate" >> "$work/rates"
 }
 
