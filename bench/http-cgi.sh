@@ -117,10 +117,12 @@ check_answer lighttpd-mod_cgi "http://127.0.0.1:$lighttpd_port/hello.cgi" "$expe
 check_answer nginx+fcgiwrap "http://127.0.0.1:$nginx_port/cgi/hello" "$expected"
 
 : > "$work/rates"
-# The last column: CPU time per request of the server's processes and the CGI programs they ran.
+# The cpu column: CPU time per request of the server's processes and the CGI programs they reaped.
 run_wrk roost "http://127.0.0.1:$roost_port/cgi/hello" "$threads" "$connections" "$seconds" "$warmup" "${groups[0]}"
 run_wrk lighttpd-mod_cgi "http://127.0.0.1:$lighttpd_port/hello.cgi" "$threads" "$connections" "$seconds" "$warmup" "${groups[1]}"
 run_wrk nginx+fcgiwrap "http://127.0.0.1:$nginx_port/cgi/hello" "$threads" "$connections" "$seconds" "$warmup" "${groups[2]} ${groups[3]}"
+echo "(nginx+fcgiwrap's cpu leaves its CGI programs out: fcgiwrap's workers ignore SIGCHLD, so the kernel"
+echo " reaps the programs and their time is added to no process; roost's and lighttpd's include them)"
 echo "ratio to lighttpd (target for roost: 1.30x):"
 print_ratios lighttpd-mod_cgi
 echo "roost resident memory after the run: $(( $(rss_kib "${groups[0]}") / 1024 )) MiB"
