@@ -70,6 +70,7 @@ entries:
   - {name: files, kind: http.static, prefix: /static, root: $work/www, index: index.html}
 YAML
   start "$work/roost.log" "$roost" run --registry "$work/registry" --state "$work/state" --log-level warning
+  roost_session=${groups[-1]}
   wait_port "$roost_port" || { cat "$work/roost.log"; exit 1; }
   echo "roost: $roost"
 fi
@@ -100,6 +101,7 @@ http {
 }
 CONF
 start "$work/nginx.log" nginx -p "$work/nginx" -c "$work/nginx.conf" -e "$work/nginx/error.log"
+nginx_session=${groups[-1]}
 wait_port "$nginx_port" || { cat "$work/nginx.log" "$work/nginx/error.log"; exit 1; }
 echo "nginx: $(nginx -v 2>&1)"
 
@@ -107,9 +109,10 @@ echo "nginx: $(nginx -v 2>&1)"
 check_file nginx "http://127.0.0.1:$nginx_port/static/small.txt"
 
 : > "$work/rates"
-[ "$nginx_only" != 1 ] && run_wrk roost-http.static "http://127.0.0.1:$roost_port/static/small.txt" "$threads" "$connections" "$seconds" "$warmup"
-run_wrk nginx-file "http://127.0.0.1:$nginx_port/static/small.txt" "$threads" "$connections" "$seconds" "$warmup"
-run_wrk nginx-return-200 "http://127.0.0.1:$nginx_port/fixed" "$threads" "$connections" "$seconds" "$warmup"
+# The cpu column: CPU time per request of the server's processes.
+[ "$nginx_only" != 1 ] && run_wrk roost-http.static "http://127.0.0.1:$roost_port/static/small.txt" "$threads" "$connections" "$seconds" "$warmup" "$roost_session"
+run_wrk nginx-file "http://127.0.0.1:$nginx_port/static/small.txt" "$threads" "$connections" "$seconds" "$warmup" "$nginx_session"
+run_wrk nginx-return-200 "http://127.0.0.1:$nginx_port/fixed" "$threads" "$connections" "$seconds" "$warmup" "$nginx_session"
 echo "ratio to nginx serving the file (target for roost: 0.70x):"
 print_ratios nginx-file
 if [ "$nginx_only" = 1 ]; then echo "(NGINX_ONLY=1: roost was not measured)"; fi
