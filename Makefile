@@ -70,8 +70,8 @@ bench: bench-deps release
 	bench/restart.sh .build/release/roost 200 20
 	bench/many.sh .build/release/roost 1000
 	bench/http-cgi.sh .build/release/roost
-	bench/http-static.sh .build/release/roost
 	bench/idle-connections.sh .build/release/roost 10000
+	bench/http-static.sh .build/release/roost
 
 clean:
 	rm -rf .build .roost
