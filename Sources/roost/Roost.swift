@@ -86,6 +86,26 @@ struct VersionCommand: ParsableCommand {
     }
 }
 
+/// Raises the soft limit on open descriptors to the hard limit, as servers do: each HTTP client
+/// holds a socket, and Debian's default soft limit of 1,024 would refuse the next connection long
+/// before memory runs short. Returns why it could not, or nil. Children inherit the raised limit
+/// unless their entry sets `limits.open_files`.
+func raiseOpenFileLimit() -> String? {
+    var limit = rlimit()
+    guard getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
+        return "getrlimit(RLIMIT_NOFILE): \(String(cString: strerror(errno)))"
+    }
+    // An unlimited hard limit (RLIM_INFINITY, all ones) still stops at the kernel's fs.nr_open (1,048,576 by default).
+    let target = limit.rlim_max == rlim_t.max ? rlim_t(1 << 20) : limit.rlim_max
+    guard limit.rlim_cur < target else { return nil }
+    let soft = limit.rlim_cur
+    limit.rlim_cur = target
+    guard setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit) == 0 else {
+        return "cannot raise the open-file limit from \(soft) to \(target): \(String(cString: strerror(errno)))"
+    }
+    return nil
+}
+
 /// Writes one line to standard error.
 func printError(_ line: String) {
     let bytes = Array((line + "\n").utf8)

@@ -86,6 +86,9 @@ struct RunCommand: AsyncParsableCommand {
         let format = logFormat
         LoggingSystem.bootstrap { label in LogOutput(label: label, level: level, format: format) }
         let logger = Logger(label: "roost")
+        if let problem = raiseOpenFileLimit() {
+            logger.warning("\(problem); the host may refuse connections beyond it")
+        }
         let statePath = state ?? ProcessEnvironment.value("ROOST_STATE") ?? ".roost"
 
         var extra: [any Component] = []

@@ -18,13 +18,16 @@ import Testing
             environment["ROOST_HOST_TOKEN"] = token
             return try await ChildProcess.spawn(on: loop, ProcessOptions(["/bin/sleep", "60"], environment: environment))
         }
-        let marked = try await sleeper("0123abcd")
-        let otherHost = try await sleeper("ffff0000")
+        // Random tokens: the scan sees every process on the machine, and another run of this
+        // test at the same time must not find its sleepers carrying ours (nor we theirs).
+        let token = String(UInt64.random(in: 1 ... .max), radix: 16)
+        let marked = try await sleeper(token)
+        let otherHost = try await sleeper(String(UInt64.random(in: 1 ... .max), radix: 16))
         let unmarked = try await sleeper(nil)
         defer { for child in [marked, otherHost, unmarked] { kill(child.pid, SIGKILL) } }
 
         let record = SurvivorRecord(runPath: folder)
-        record.begin(token: "0123abcd")
+        record.begin(token: token)
         #expect(access(record.path, F_OK) == 0)
         let killed = record.killSurvivors()
         #expect(killed.map(\.pid) == [marked.pid])
@@ -36,7 +39,7 @@ import Testing
         // Nothing recorded: nothing to do.
         #expect(record.killSurvivors().isEmpty)
 
-        record.begin(token: "0123abcd")
+        record.begin(token: token)
         record.end()
         #expect(access(record.path, F_OK) != 0)
     }

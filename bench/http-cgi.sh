@@ -1,0 +1,128 @@
+#!/usr/bin/env bash
+# Requests per second through a CGI program: the same small static C program (bench/cgi/hello.c,
+# gcc -static -O2) behind Roost (http.service + swiftlet.function + http.endpoint), lighttpd's
+# mod_cgi, and nginx + fcgiwrap (4 workers), each on its own 127.0.0.1 port, measured by wrk one
+# after the other in the same run. Every server is checked to answer 200 with the program's output
+# before it is measured. Prints req/s, latency p50/p99 and each rate as a multiple of lighttpd's
+# (the target for Roost: 1.3x).
+#
+# Settings that keep the comparison fair:
+# - No access log anywhere (Roost runs with --log-level warning, which drops its per-request info
+#   line; lighttpd logs no access by default; nginx has access_log off).
+# - The function's concurrency and queue are raised to 256 and 4096: with Roost's defaults (8 and
+#   64) the function gate, not the server, would set the rate, and wrk's connections beyond 72
+#   would get 503s. lighttpd and nginx put no such limit on CGI processes (fcgiwrap: 4 at once).
+#
+# Usage: bench/http-cgi.sh [path/to/roost] ; environment: SECONDS_RUN (10), WARMUP (3),
+# CONNECTIONS (32), THREADS (2). Needs gcc, wrk, lighttpd, nginx, fcgiwrap, curl (make bench-deps).
+set -euo pipefail
+roost=$(realpath "${1:-.build/release/roost}")
+seconds=${SECONDS_RUN:-10}
+warmup=${WARMUP:-3}
+connections=${CONNECTIONS:-32}
+threads=${THREADS:-2}
+here=$(cd "$(dirname "$0")" && pwd)
+source "$here/lib.sh"
+for tool in gcc wrk lighttpd nginx fcgiwrap curl; do
+  command -v "$tool" >/dev/null || { echo "$tool is missing: make bench-deps installs it" >&2; exit 1; }
+done
+[ -x "$roost" ] || { echo "no roost at $roost: make release builds it" >&2; exit 1; }
+
+work=$(mktemp -d /tmp/roost-bench-cgi-XXXXXX)
+chmod 755 "$work"
+groups=()  # process groups started here (each server runs in its own session)
+cleanup() {
+  for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
+  sleep 0.5
+  for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+start() {  # start LOG COMMAND...: in a session of its own, so the whole group can be stopped
+  local log=$1; shift
+  setsid "$@" >"$log" 2>&1 </dev/null &
+  groups+=($!)
+}
+
+gcc -static -O2 -o "$work/hello.cgi" "$here/cgi/hello.c"
+expected="hello from cgi: GET ?"
+machine_line
+echo "roost: $roost; wrk -t$threads -c$connections -d${seconds}s after a ${warmup}s warm-up, one server at a time"
+
+# Roost
+roost_port=$(free_port)
+mkdir -p "$work/registry"
+cat > "$work/registry/bench.yaml" <<YAML
+namespace: bench
+entries:
+  - {name: web, kind: http.service, listen: '127.0.0.1:$roost_port'}
+  - name: hello
+    kind: swiftlet.function
+    exec: [$work/hello.cgi]
+    concurrency: 256
+    queue: 4096
+  - {name: hello-route, kind: http.endpoint, method: GET, path: /cgi/hello, func: hello}
+YAML
+start "$work/roost.log" "$roost" run --registry "$work/registry" --state "$work/state" --log-level warning
+wait_port "$roost_port" || { cat "$work/roost.log"; exit 1; }
+
+# lighttpd, mod_cgi
+lighttpd_port=$(free_port)
+mkdir -p "$work/lighttpd"
+cp "$work/hello.cgi" "$work/lighttpd/hello.cgi"
+cat > "$work/lighttpd.conf" <<CONF
+server.document-root = "$work/lighttpd"
+server.bind = "127.0.0.1"
+server.port = $lighttpd_port
+server.modules = ("mod_cgi")
+server.errorlog = "$work/lighttpd.err"
+cgi.assign = (".cgi" => "")
+CONF
+start "$work/lighttpd.log" lighttpd -D -f "$work/lighttpd.conf"
+wait_port "$lighttpd_port" || { cat "$work/lighttpd.log" "$work/lighttpd.err"; exit 1; }
+
+# nginx + fcgiwrap (4 workers)
+nginx_port=$(free_port)
+mkdir -p "$work/nginx/logs"
+start "$work/fcgiwrap.log" fcgiwrap -c 4 -s "unix:$work/fcgiwrap.sock"
+cat > "$work/nginx.conf" <<CONF
+daemon off;
+user root;
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  proxy_temp_path $work/nginx/proxy;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+  server {
+    listen 127.0.0.1:$nginx_port;
+    location = /cgi/hello {
+      include /etc/nginx/fastcgi_params;
+      fastcgi_param SCRIPT_FILENAME $work/hello.cgi;
+      fastcgi_pass unix:$work/fcgiwrap.sock;
+    }
+  }
+}
+CONF
+start "$work/nginx.log" nginx -p "$work/nginx" -c "$work/nginx.conf" -e "$work/nginx/error.log"
+wait_port "$nginx_port" || { cat "$work/nginx.log" "$work/nginx/error.log"; exit 1; }
+
+check_answer roost "http://127.0.0.1:$roost_port/cgi/hello" "$expected"
+check_answer lighttpd-mod_cgi "http://127.0.0.1:$lighttpd_port/hello.cgi" "$expected"
+check_answer nginx+fcgiwrap "http://127.0.0.1:$nginx_port/cgi/hello" "$expected"
+
+: > "$work/rates"
+# The cpu column: CPU time per request of the server's processes and the CGI programs they reaped.
+run_wrk roost "http://127.0.0.1:$roost_port/cgi/hello" "$threads" "$connections" "$seconds" "$warmup" "${groups[0]}"
+run_wrk lighttpd-mod_cgi "http://127.0.0.1:$lighttpd_port/hello.cgi" "$threads" "$connections" "$seconds" "$warmup" "${groups[1]}"
+run_wrk nginx+fcgiwrap "http://127.0.0.1:$nginx_port/cgi/hello" "$threads" "$connections" "$seconds" "$warmup" "${groups[2]} ${groups[3]}"
+echo "(nginx+fcgiwrap's cpu leaves its CGI programs out: fcgiwrap's workers ignore SIGCHLD, so the kernel"
+echo " reaps the programs and their time is added to no process; roost's and lighttpd's include them)"
+echo "ratio to lighttpd (target for roost: 1.30x):"
+print_ratios lighttpd-mod_cgi
+echo "roost resident memory after the run: $(( $(rss_kib "${groups[0]}") / 1024 )) MiB"

@@ -1,0 +1,82 @@
+# Helpers the HTTP benchmarks share (sourced, not run).
+
+# A TCP port on 127.0.0.1 that was free a moment ago.
+free_port() {
+  python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1]); s.close()'
+}
+
+# wait_port PORT [SECONDS]: returns once something accepts on 127.0.0.1:PORT; fails after SECONDS (10).
+wait_port() {
+  local port=$1 limit=${2:-10} deadline
+  deadline=$(( $(date +%s) + limit ))
+  until (exec 9<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; do
+    if [ "$(date +%s)" -ge "$deadline" ]; then echo "nothing listens on 127.0.0.1:$port after ${limit}s" >&2; return 1; fi
+    sleep 0.05
+  done
+}
+
+# check_answer NAME URL EXPECTED: the server answers 200 with EXPECTED (one line) as its whole body,
+# or the run stops.
+check_answer() {
+  local name=$1 url=$2 expected=$3 status body
+  status=$(curl -s -o "$work/answer" -w '%{http_code}' "$url") || { echo "$name: no answer from $url" >&2; return 1; }
+  body=$(cat "$work/answer")
+  if [ "$status" != 200 ] || [ "$body" != "$expected" ] || [ "$(wc -l < "$work/answer")" != 1 ]; then
+    echo "$name: $url answered $status with '$(cat "$work/answer")', expected 200 with '$expected'" >&2
+    return 1
+  fi
+  echo "$name: $url answers 200 '$body'"
+}
+
+# session_cpu_ticks SID...: CPU time (clock ticks: user + system, with that of reaped children)
+# of every process now in the sessions SID... (each server runs in a session of its own). A
+# server's CGI programs are its reaped children, so this is the server's cost per request and the
+# programs' together.
+session_cpu_ticks() {
+  local total=0 pid
+  for pid in $(ps -o pid= --sid "$(tr ' ' , <<<"$*")"); do
+    # Fields after the ")" of the command: utime is the 12th, stime, cutime, cstime follow.
+    total=$(( total + $(sed 's/.*) //' "/proc/$pid/stat" 2>/dev/null | awk '{print $12 + $13 + $14 + $15}' || echo 0) ))
+  done
+  echo "$total"
+}
+
+# run_wrk NAME URL THREADS CONNECTIONS SECONDS WARMUP ["SID..."]: a warm-up run, then the measured
+# one; prints one line (req/s, p50, p99, errors, and with sessions the CPU time per request of
+# their processes) and appends "NAME REQS" to $work/rates.
+run_wrk() {
+  local name=$1 url=$2 threads=$3 connections=$4 seconds=$5 warmup=$6 group=${7:-} out rate p50 p99 errors cpu="" t0 t1 count
+  wrk -t"$threads" -c"$connections" -d"${warmup}s" "$url" >/dev/null
+  [ -n "$group" ] && t0=$(session_cpu_ticks $group)
+  out=$(wrk -t"$threads" -c"$connections" -d"${seconds}s" --latency "$url")
+  if [ -n "$group" ]; then
+    t1=$(session_cpu_ticks $group)
+    count=$(awk '/requests in/ {print $1}' <<<"$out")
+    cpu=$(awk -v t="$((t1 - t0))" -v hz="$(getconf CLK_TCK)" -v n="$count" 'BEGIN { printf "cpu %.3f ms/req", t * 1000 / hz / n }')
+  fi
+  rate=$(awk '/^Requests\/sec:/ {print $2}' <<<"$out")
+  p50=$(awk '$1 == "50%" {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  # Non-2xx answers and socket errors make a figure worthless: say so next to it.
+  errors=$(grep -E 'Non-2xx|Socket errors' <<<"$out" | tr -s ' ' | tr '\n' ';' || true)
+  printf '%-22s %10.0f req/s   p50 %9s   p99 %9s   %s   %s\n' "$name" "$rate" "$p50" "$p99" "$cpu" "${errors:-no errors}"
+  echo "$name $rate" >> "$work/rates"
+}
+
+# print_ratios BASE: each server's rate divided by BASE's.
+print_ratios() {
+  local base=$1
+  awk -v base="$base" '{ rate[$1] = $2; order[NR] = $1 } END {
+    if (!(base in rate) || rate[base] == 0) { print "no rate for " base; exit }
+    for (i = 1; i <= NR; i++) printf "%-22s %5.2fx %s\n", order[i], rate[order[i]] / rate[base], base
+  }' "$work/rates"
+}
+
+# rss_kib PID: the resident memory of PID in KiB (VmRSS of /proc/PID/status).
+rss_kib() {
+  awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
+}
+
+machine_line() {
+  echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); load $(cut -d' ' -f1-3 /proc/loadavg)"
+}
