@@ -84,13 +84,13 @@ public enum CGIGateway {
         }
         let exchange = Exchange(child: child, loop: loop, onEnd: onEnd)
         exchange.armTimeout(program.timeout)
-        logStderr(child, program: program.arguments[0], requestID: requestID, logger: logger)
+        logStderr(child, program: program.arguments[0], requestID: requestID, logger: logger, loop: loop)
         if spooled >= 0 {
             close(spooled)
             spooled = -1
         }
         let body = request.request.body
-        Task {
+        Task(executorPreference: loop) {
             // The body goes in while the output comes out: neither side waits for the other.
             guard let stdin = child.stdin else { return }
             guard let streamed, streamed.declaredLength != nil else {
@@ -185,7 +185,7 @@ public enum CGIGateway {
                 return nil
             }, onCancel: {
                 // The client went away (or the server shut down): nothing more is wanted.
-                Task { await exchange.end() }
+                Task(executorPreference: loop) { await exchange.end() }
             })
             var response = HTTPResponse(status: status, reason: reason, headers: headers, body: .stream(stream))
             response.truncation = truncation
@@ -262,9 +262,9 @@ public enum CGIGateway {
         return (descriptor, length)
     }
 
-    private static func logStderr(_ child: ChildProcess, program: String, requestID: String, logger: Logger) {
+    private static func logStderr(_ child: ChildProcess, program: String, requestID: String, logger: Logger, loop: EventLoop) {
         guard let stderr = child.stderr else { return }
-        Task {
+        Task(executorPreference: loop) {
             var pending: [UInt8] = []
             while let chunk = try? await stderr.read() {
                 pending += chunk
@@ -292,7 +292,7 @@ private final class EndOnRelease: Sendable {
     init(_ exchange: Exchange) { self.exchange = exchange }
     deinit {
         let exchange = exchange
-        Task { await exchange.end() }
+        Task(executorPreference: exchange.loop) { await exchange.end() }
     }
 }
 
@@ -315,12 +315,13 @@ private final class Exchange: Sendable {
 
     func armTimeout(_ timeout: Duration) {
         let child = child
-        Task { [timer] in
+        let loop = loop
+        Task(executorPreference: loop) { [timer] in
             try? await timer.start(after: timeout) { [self] in
                 timedOut.store(true, ordering: .releasing)
                 // Killing the group ends its output, which wakes whoever reads it; closing the pipe
                 // covers a process that left the group with the pipe still open.
-                Task {
+                Task(executorPreference: loop) {
                     await child.signalGroup(SIGKILL)
                     await child.stdout?.close()
                 }
@@ -349,7 +350,11 @@ private final class Exchange: Sendable {
         await child.stdout?.close()
         _ = try? await child.wait()
         // What else the program started in its group was killed too; it is gone when this returns.
-        if groupLeft { await Supervisor.awaitGroupGone(child.pid, killedAt: killed, loop: loop) }
+        // Nearly always the program was alone and is reaped now: the group is empty (ESRCH), and
+        // no scan of /proc is needed.
+        if groupLeft, await child.signalGroup(0) {
+            await Supervisor.awaitGroupGone(child.pid, killedAt: killed, loop: loop)
+        }
         onEnd()
     }
 }
