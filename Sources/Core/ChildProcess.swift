@@ -178,9 +178,8 @@ public actor ChildProcess {
     }
 
     private static func launch(_ options: ProcessOptions) throws -> Launched {
-        // Pipes (socket pairs, as libuv makes them): the host's end is close-on-exec (no other child
-        // inherits it), the child's end becomes its standard descriptor and is closed here once
-        // the child has it.
+        // Pipes: the host's end is close-on-exec (no other child inherits it), the child's end
+        // becomes its standard descriptor and is closed here once the child has it.
         var hostEnds: [Int32] = [-1, -1, -1]
         var childEnds: [Int32] = [-1, -1, -1]
         var stdio: [Int32] = [-1, -1, -1]
@@ -195,7 +194,9 @@ public actor ChildProcess {
                 stdio[fd] = descriptor
             case .pipe:
                 var ends: [Int32] = [-1, -1]
-                let piped = roost_stdio_pair(&ends)
+                // stdin: a socket pair, so the host can half-close it; stdout and stderr: a plain
+                // pipe (cheaper to make and to move bytes through), read end the host's.
+                let piped = fd == 0 ? roost_stdio_pair(&ends) : roost_output_pipe(&ends)
                 guard piped == 0 else {
                     closeAll(hostEnds + childEnds)
                     throw UVError(piped, "spawn \(options.arguments[0]): pipe")

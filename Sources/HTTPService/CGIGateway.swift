@@ -68,7 +68,9 @@ public enum CGIGateway {
         var environment = program.environment
         for (key, value) in request.variables { environment[key] = value }
         var options = ProcessOptions(program.arguments, environment: environment, workingDirectory: program.workingDirectory)
-        options.stdin = spooled >= 0 ? .fileDescriptor(spooled) : .pipe
+        // No body, no stdin pipe: the program reads end-of-file at once from /dev/null.
+        let hasBody = streamed != nil || !request.request.body.isEmpty
+        options.stdin = spooled >= 0 ? .fileDescriptor(spooled) : hasBody ? .pipe : .null
         options.stdout = .pipe
         options.stderr = .pipe
         options.newProcessGroup = true
@@ -90,28 +92,29 @@ public enum CGIGateway {
             spooled = -1
         }
         let body = request.request.body
-        Task(executorPreference: loop) {
-            // The body goes in while the output comes out: neither side waits for the other.
-            guard let stdin = child.stdin else { return }
-            guard let streamed, streamed.declaredLength != nil else {
-                try? await stdin.write(body)
-                try? await stdin.shutdownWrite()
-                return
-            }
-            do throws(HTTPError) {
-                while let chunk = try await streamed.next() {
-                    do {
-                        try await stdin.write(chunk)
-                    } catch {
-                        // The program closed its stdin or ended: it wants no more.
-                        streamed.discard()
-                        return
-                    }
+        if let stdin = child.stdin {
+            Task(executorPreference: loop) {
+                // The body goes in while the output comes out: neither side waits for the other.
+                guard let streamed, streamed.declaredLength != nil else {
+                    try? await stdin.write(body)
+                    try? await stdin.shutdownWrite()
+                    return
                 }
-                try? await stdin.shutdownWrite()
-            } catch {
-                // The body failed (too large, cut short): the program must not take a part for the whole.
-                await exchange.failBody(error)
+                do throws(HTTPError) {
+                    while let chunk = try await streamed.next() {
+                        do {
+                            try await stdin.write(chunk)
+                        } catch {
+                            // The program closed its stdin or ended: it wants no more.
+                            streamed.discard()
+                            return
+                        }
+                    }
+                    try? await stdin.shutdownWrite()
+                } catch {
+                    // The body failed (too large, cut short): the program must not take a part for the whole.
+                    await exchange.failBody(error)
+                }
             }
         }
 

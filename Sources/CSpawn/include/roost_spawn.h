@@ -71,6 +71,10 @@ int roost_spawn_prepare_thread(void);
 // (the child then reads end-of-file). Returns 0, or -errno.
 int roost_stdio_pair(int fds[2]);
 
+// A pipe for a child's output, both ends close-on-exec: fds[0] (read) is the host's, fds[1] the
+// child's. Cheaper to make and to move bytes through than a socket pair. Returns 0, or -errno.
+int roost_output_pipe(int fds[2]);
+
 // Names the calling thread (at most 15 bytes are kept), as `top -H` and /proc show it.
 void roost_set_thread_name(const char *name);
 
