@@ -47,6 +47,12 @@ public struct HTTPRequest: Sendable {
     /// The path of the target, still percent-encoded; "/" for an absolute target without one,
     /// and the target itself for the authority form of CONNECT and for `*`.
     public var path: String {
+        // The usual origin form, scanned as bytes: up to the first `?` or `#`.
+        let utf8 = target.utf8
+        if utf8.first == UInt8(ascii: "/") {
+            guard let end = utf8.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }) else { return target }
+            return String(target[..<end])
+        }
         var rest = Substring(target)
         if let hash = rest.firstIndex(of: "#") { rest = rest[..<hash] }
         if let question = rest.firstIndex(of: "?") { rest = rest[..<question] }

@@ -13,15 +13,3 @@ public protocol RequestObserver: Sendable {
     /// method, or a service the current version no longer has).
     func requestAnswered(service: EntryID, route: String, method: String, status: Int, duration: Duration)
 }
-
-extension Site {
-    /// The `route` a `RequestObserver` is given for `request` on `service` (see there).
-    public func routeLabel(of request: HTTPRequest, service: EntryID) -> String {
-        guard let routes = services[service] else { return "none" }
-        switch routes.table.route(method: request.method, host: request.headers["Host"], path: request.path) {
-        case .matched(let route, _, _): return route.id.description
-        case .notFound: return "not_found"
-        case .methodNotAllowed: return "none"
-        }
-    }
-}

@@ -54,8 +54,19 @@ public struct RoutePattern: Sendable, Hashable, CustomStringConvertible {
 
     /// The parameters and rest when `path` (still percent-encoded, no query) matches; nil otherwise.
     public func match(_ path: String) -> (parameters: [String: String], rest: String?)? {
-        guard path.hasPrefix("/") else { return nil }
-        let parts = path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+        guard let parts = Self.parts(of: path) else { return nil }
+        return match(parts: parts)
+    }
+
+    /// The segments of a request path as `match(parts:)` takes them; nil when it does not start
+    /// with `/`. (A route table splits a request's path once for all its patterns.)
+    public static func parts(of path: String) -> [Substring]? {
+        guard path.utf8.first == UInt8(ascii: "/") else { return nil }
+        return path.dropFirst().split(separator: "/", omittingEmptySubsequences: false)
+    }
+
+    /// `match` of a path already split by `parts(of:)`.
+    public func match(parts: [Substring]) -> (parameters: [String: String], rest: String?)? {
         if hasRest {
             // `*` stands for a segment or more: `/files/*` takes `/files/` and `/files/a`, not `/files`.
             guard parts.count > segments.count else { return nil }

@@ -128,6 +128,7 @@ public struct RouteTable: Sendable {
     }
 
     public func route(method: String, host: String?, path: String) -> Outcome {
+        let parts = RoutePattern.parts(of: path)
         var best: (route: Route, hostRank: Int, parameters: [String: String], rest: String?)?
         var allowed = Set<String>()
         var pathMatched = false
@@ -139,7 +140,7 @@ public struct RouteTable: Sendable {
             } else {
                 hostRank = 2
             }
-            guard let found = route.path.match(path) else { continue }
+            guard let parts, let found = route.path.match(parts: parts) else { continue }
             pathMatched = true
             guard route.allows(method) else {
                 allowed.formUnion(route.methods)

@@ -150,45 +150,46 @@ public final class SiteRouter: Sendable {
         // The function sees the id too (HTTP_X_REQUEST_ID), and logs with it.
         var request = request
         request.headers.replace("X-Request-Id", with: id)
-        var response = await respond(to: request, service: service, site: site, requestID: id, hops: 0)
+        var (response, route) = await respond(to: request, service: service, site: site, requestID: id, hops: 0)
         response.headers.replace("X-Request-Id", with: id)
         let elapsed = ContinuousClock.now - started
         let tenths = elapsed.components.seconds * 10_000 + elapsed.components.attoseconds / 100_000_000_000_000
         logger.info("\(request.method) \(request.target) \(response.status) \(tenths / 10).\(tenths % 10) ms",
                     metadata: ["request": "\(id)", "service": "\(service)",
                                "client": "\(request.remoteAddress?.description ?? "-")"])
-        if let observer {
-            // Routed again on the same site: the route of the request as it arrived (a local
-            // redirect counts under it), without reaching into `respond`.
-            observer.requestAnswered(service: service, route: site.routeLabel(of: request, service: service),
-                                     method: request.method, status: response.status, duration: elapsed)
-        }
+        // The route of the request as it arrived (a local redirect counts under it).
+        observer?.requestAnswered(service: service, route: route, method: request.method, status: response.status,
+                                  duration: elapsed)
         return response
     }
 
-    private func respond(to request: HTTPRequest, service: EntryID, site: Site, requestID: String, hops: Int) async -> HTTPResponse {
-        guard let routes = site.services[service] else { return .text(status: 503, "service unavailable\n") }
+    /// The response, and the route label a `RequestObserver` is given: the endpoint's or static
+    /// mount's id, `not_found` when no route has the path, `none` otherwise (see there).
+    private func respond(to request: HTTPRequest, service: EntryID, site: Site, requestID: String,
+                         hops: Int) async -> (HTTPResponse, String) {
+        guard let routes = site.services[service] else { return (.text(status: 503, "service unavailable\n"), "none") }
         switch routes.table.route(method: request.method, host: request.headers["Host"], path: request.path) {
         case .matched(let route, let parameters, let rest):
-            if let files = routes.statics[route.id] { return files.respond(to: request) }
+            let label = observer == nil ? "" : route.id.description
+            if let files = routes.statics[route.id] { return (files.respond(to: request), label) }
             guard let endpoint = routes.endpoints[route.id],
                   let functionID = EntryID.resolve(endpoint.function, in: endpoint.id.namespace),
                   let function = site.functions[functionID] else {
-                return .text(status: 503, "service unavailable\n")
+                return (.text(status: 503, "service unavailable\n"), label)
             }
             if let tooLarge = Self.limitBody(of: request, to: endpoint.maxBody ?? routes.definition.maxBody) {
-                return tooLarge
+                return (tooLarge, label)
             }
-            return await run(function, timeout: endpoint.timeout, request: request, parameters: parameters, rest: rest,
-                             routes: routes, site: site, service: service, requestID: requestID, hops: hops)
+            return (await run(function, timeout: endpoint.timeout, request: request, parameters: parameters, rest: rest,
+                              routes: routes, site: site, service: service, requestID: requestID, hops: hops), label)
         case .methodNotAllowed(let allowed):
-            return HTTPResponse(status: 405, headers: ["Allow": allowed.joined(separator: ", ")],
-                                body: .bytes(Array("method not allowed\n".utf8)))
+            return (HTTPResponse(status: 405, headers: ["Allow": allowed.joined(separator: ", ")],
+                                 body: .bytes(Array("method not allowed\n".utf8))), "none")
         case .notFound:
-            guard let notFound = routes.notFound else { return .text(status: 404, "not found\n") }
-            if let tooLarge = Self.limitBody(of: request, to: routes.definition.maxBody) { return tooLarge }
-            return await run(notFound, timeout: nil, request: request, parameters: [:], rest: nil, routes: routes, site: site,
-                             service: service, requestID: requestID, hops: hops)
+            guard let notFound = routes.notFound else { return (.text(status: 404, "not found\n"), "not_found") }
+            if let tooLarge = Self.limitBody(of: request, to: routes.definition.maxBody) { return (tooLarge, "not_found") }
+            return (await run(notFound, timeout: nil, request: request, parameters: [:], rest: nil, routes: routes, site: site,
+                              service: service, requestID: requestID, hops: hops), "not_found")
         }
     }
 
@@ -221,7 +222,7 @@ public final class SiteRouter: Sendable {
             next.headers.remove("Content-Length")
             next.headers.remove("Content-Type")
             next.headers.remove("Transfer-Encoding")
-            return await respond(to: next, service: service, site: site, requestID: requestID, hops: hops + 1)
+            return await respond(to: next, service: service, site: site, requestID: requestID, hops: hops + 1).0
         }
     }
 
@@ -231,6 +232,17 @@ public final class SiteRouter: Sendable {
            given.utf8.allSatisfy({ $0 < 128 && (Character(UnicodeScalar($0)).isLetter || Character(UnicodeScalar($0)).isNumber || "-_.:".utf8.contains($0)) }) {
             return given
         }
-        return String(UInt64.random(in: .min ... .max), radix: 16).leftPadded(to: 16)
+        return String(nextRequestNumber(), radix: 16).leftPadded(to: 16)
+    }
+
+    /// Request ids: a counter from a random start, mixed (SplitMix64's finalizer) so that ids do
+    /// not read as a sequence; unique within a host's run, no system call per request.
+    private static let requestCounter = Atomic<UInt64>(UInt64.random(in: .min ... .max))
+
+    private static func nextRequestNumber() -> UInt64 {
+        var z = requestCounter.wrappingAdd(0x9E37_79B9_7F4A_7C15, ordering: .relaxed).newValue
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
     }
 }
