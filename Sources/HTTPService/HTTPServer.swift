@@ -14,7 +14,7 @@ import Glibc
 ///   too unless it hops elsewhere). Requests on one connection are answered one at a time, in
 ///   order, so pipelined requests get their responses in order; keep-alive follows HTTP/1.1
 ///   (and `Connection: keep-alive` for 1.0).
-/// - Responses get a `Date` header when they lack one, `Content-Length` for byte bodies, and
+/// - Responses get `Date` and `Server` headers when they lack them, `Content-Length` for byte bodies, and
 ///   `Transfer-Encoding: chunked` for streamed bodies to HTTP/1.1 clients (HTTP/1.0 clients get
 ///   the stream close-delimited), unless the handler gave a streamed body's `Content-Length`:
 ///   then exactly that many bytes are sent, and a stream that is shorter or longer ends with the
@@ -55,6 +55,8 @@ public actor HTTPServer {
         /// the handler called once the head is complete) instead of whole in `body`. `maxBodySize`
         /// is then the body's first `limit`, which the handler may change before it reads.
         public var streamsBodies = false
+        /// The `Server` header of every response that has none; nil sends none.
+        public var serverHeader: String? = "roost/\(RoostVersion.string)"
 
         public init() {}
     }
@@ -347,8 +349,10 @@ public actor HTTPServer {
             "Date": date(), "Content-Type": "text/plain; charset=utf-8",
             "Content-Length": String(body.count), "Connection": "close",
         ]
+        var all = headers
+        if let server = configuration.serverHeader { all.add("Server", server) }
         let head = HTTPWire.responseHead(status: error.status, reason: HTTPResponse.reasonPhrase(for: error.status),
-                                         headers: headers)
+                                         headers: all)
         try? await channel.write(head + body)
     }
 
@@ -364,6 +368,7 @@ public actor HTTPServer {
         headers.remove("Transfer-Encoding")
         headers.remove("Connection")
         if !headers.contains("Date") { headers.add("Date", date()) }
+        if let server = configuration.serverHeader, !headers.contains("Server") { headers.add("Server", server) }
 
         switch response.body {
         case .bytes(let bytes):

@@ -36,6 +36,7 @@ private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
             #expect(answers.map { text($0.body) } == ["GET /one ", "POST /two abc", "PUT /three "])
             #expect(answers.map(\.status) == [200, 200, 200])
             #expect(answers.allSatisfy { $0.head.headers["Date"]?.hasSuffix(" GMT") == true })
+            #expect(answers.allSatisfy { $0.head.headers["Server"] == "roost/\(RoostVersion.string)" })
             #expect(answers[0].head.headers["Content-Length"] == "9")
             #expect(answers[2].head.headers["Connection"] == "close")
         }
@@ -105,6 +106,7 @@ private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
             let answers = try await exchange(test.request, with: harness)
             #expect(answers.map(\.status) == [test.status])
             #expect(answers.first?.head.headers["Connection"] == "close")
+            #expect(answers.first?.head.headers["Server"] == "roost/\(RoostVersion.string)")
             #expect(await recorder.requests.isEmpty)
         }
     }
