@@ -88,7 +88,7 @@ let package = Package(
             path: "bench/CoreBench"
         ),
         // Helpers the test targets share (temporary folders); not part of any product.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Core", "HTTPService"], path: "Tests/TestSupport"),
         .testTarget(name: "CoreTests", dependencies: ["Core", "TestSupport"]),
         .testTarget(name: "ComponentsTests", dependencies: ["Components", "Core", "Registry", "HTTPService", "TestSupport"]),
         .testTarget(name: "RegistryTests", dependencies: ["Registry", "Core"]),

@@ -268,25 +268,10 @@ public actor HTTPServer {
                         let disposition = await serveStreaming(request!, expectsContinue: expectsContinue,
                                                                ahead: parts[(index + 1)...], on: channel, id: id, parser: parser)
                         request = nil
-                        switch disposition {
-                        case .keepOpen:
-                            connections[id]?.phase = .waiting
-                            setDeadline(id, after: parser.bufferedByteCount > 0 ? configuration.headerTimeout
-                                                                                : configuration.idleTimeout)
-                            if shuttingDown {
-                                closeGently = true
-                                break serving
-                            }
-                            continue serving
-                        case .close:
-                            closeGently = true
-                            break serving
-                        case .closed:
-                            break serving
-                        case .peerGone:
-                            peerClosed = true
-                            break serving
-                        }
+                        let next = settle(disposition, id: id, parser: parser)
+                        (closeGently, peerClosed) = (next.closeGently, next.peerClosed)
+                        guard next.goOn else { break serving }
+                        continue serving
                     }
                     if expectsContinue, parser.isInMessage {
                         try? await channel.write(HTTPWire.continueResponse)
@@ -298,25 +283,10 @@ public actor HTTPServer {
                     request = nil
                     connections[id]?.phase = .responding
                     let response = await handler(complete)
-                    switch await respond(response, to: complete, on: channel, id: id, parser: parser) {
-                    case .keepOpen:
-                        connections[id]?.phase = .waiting
-                        // Bytes of the next request already here start its header clock now.
-                        setDeadline(id, after: parser.bufferedByteCount > 0 ? configuration.headerTimeout
-                                                                            : configuration.idleTimeout)
-                    case .close:
-                        closeGently = true
-                        break serving
-                    case .closed:
-                        break serving
-                    case .peerGone:
-                        peerClosed = true
-                        break serving
-                    }
-                    if shuttingDown {
-                        closeGently = true
-                        break serving
-                    }
+                    let next = settle(await respond(response, to: complete, on: channel, id: id, parser: parser),
+                                      id: id, parser: parser)
+                    (closeGently, peerClosed) = (next.closeGently, next.peerClosed)
+                    guard next.goOn else { break serving }
                 case .responseHead:
                     break  // a request parser never produces one
                 }
@@ -325,6 +295,23 @@ public actor HTTPServer {
         if closeGently && !peerClosed { await linger(on: channel, id: id) }
         await channel.close()
         remove(id)
+    }
+
+    /// What a connection does after an answer: wait for the next request (`goOn`), or end, gently
+    /// (lingering) or at once.
+    private func settle(_ disposition: Disposition, id: Int,
+                        parser: HTTPMessageParser) -> (goOn: Bool, closeGently: Bool, peerClosed: Bool) {
+        switch disposition {
+        case .keepOpen:
+            if shuttingDown { return (false, true, false) }
+            connections[id]?.phase = .waiting
+            // Bytes of the next request already here start its header clock now.
+            setDeadline(id, after: parser.bufferedByteCount > 0 ? configuration.headerTimeout : configuration.idleTimeout)
+            return (true, false, false)
+        case .close: return (false, true, false)
+        case .closed: return (false, false, false)
+        case .peerGone: return (false, false, true)
+        }
     }
 
     /// Half-closes, then reads and drops what the client still sends until it closes or the

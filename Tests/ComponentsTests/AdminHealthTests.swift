@@ -4,23 +4,8 @@ import Glibc
 import HTTPService
 import Registry
 import Testing
+import TestSupport
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-private func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    try #require(fd >= 0)
-    defer { close(fd) }
-    var address = loopbackAddress(port: 0)
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    try #require(bound == 0)
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
 
 private func loopbackAddress(port: Int) -> sockaddr_in {
     var address = sockaddr_in()
@@ -86,7 +71,7 @@ private func stopCleanly(_ live: LiveHost, sourceLocation: Testing.SourceLocatio
     /// Not ready names each part that is not (a listener that cannot bind, a service still
     /// starting); once both are resolved by a new version the host is ready.
     @Test func readyzNamesWhatIsNotReadyUntilEverythingIs() async throws {
-        let port = try freePort()
+        let port = try #require(freeTCPPort())
         let blocker = try occupy(port: port)
         var blockerOpen = true
         defer { if blockerOpen { close(blocker) } }
@@ -175,7 +160,7 @@ private func stopCleanly(_ live: LiveHost, sourceLocation: Testing.SourceLocatio
     /// Requests by route and status, their latency, function and service spawns and service
     /// restarts all move with real traffic, by exactly what happened.
     @Test func metricsCountRequestsSpawnsAndRestarts() async throws {
-        let port = try freePort()
+        let port = try #require(freeTCPPort())
         let live = try LiveHost(files: ["app.yaml": Self.site(port: port)])
         #expect(try await live.start())
 
@@ -333,7 +318,7 @@ private func stopCleanly(_ live: LiveHost, sourceLocation: Testing.SourceLocatio
     /// Over TCP every request needs the token; the unix socket stays as it was; only the asked
     /// address is bound.
     @Test func theTCPListenerAnswersOnlyWithTheBearerToken() async throws {
-        let port = try freePort()
+        let port = try #require(freeTCPPort())
         let live = try LiveHost(files: ["app.yaml": "namespace: app\nentries:\n  - {name: note, kind: registry.entry}\n"])
         let tokenPath = live.folder.path + "/admin-token"
         let fd = open(tokenPath, O_CREAT | O_WRONLY | O_TRUNC, 0o600)

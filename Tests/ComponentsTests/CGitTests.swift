@@ -2,6 +2,7 @@ import Core
 import Glibc
 import HTTPService
 import Testing
+import TestSupport
 
 /// Debian's cgit: an unmodified CGI program that reads RFC 3875's variables (`SCRIPT_NAME`,
 /// `PATH_INFO`, `QUERY_STRING`) and its own config from `CGIT_CONFIG`. `make test` installs it.
@@ -72,24 +73,6 @@ extension String {
     }
 }
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-private func unusedPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    try #require(fd >= 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    try #require(bound == 0)
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
 
 /// Unmodified CGI programs work behind an endpoint: cgit, as Debian ships it, serves a real git
 /// repository through a live `roost run`.
@@ -117,7 +100,7 @@ private func unusedPort() throws -> Int {
     @Test func cgitServesTheRepositoryListALogAndACommitByQueryString() async throws {
         try #require(access(cgitProgram, X_OK) == 0, "\(cgitProgram) is missing: install Debian's cgit (make test does)")
         try #require(access(gitProgram, X_OK) == 0, "\(gitProgram) is missing: install Debian's git (make test does)")
-        let port = try unusedPort()
+        let port = try #require(freeTCPPort())
         let live = try LiveHost(files: [:])
         let root = live.folder.path
         let repository = try await DemoRepository.make(at: root + "/demo", on: live.loop)

@@ -4,24 +4,6 @@ import HTTPService
 import Testing
 import TestSupport
 
-/// A TCP port on 127.0.0.1 that was free a moment ago.
-private func freePort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    try #require(fd >= 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    let bound = withUnsafePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-    }
-    try #require(bound == 0)
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    _ = withUnsafeMutablePointer(to: &address) {
-        $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-    }
-    return Int(UInt16(bigEndian: address.sin_port))
-}
 
 @Suite(.timeLimit(.minutes(2))) struct HTTPHostTests {
     static func site(port: Int, greeting: String, extra: String = "") -> String {
@@ -44,7 +26,7 @@ private func freePort() throws -> Int {
     }
 
     @Test func endpointsServeTheirFunctionAndEachVersionReplacesTheSite() async throws {
-        let port = try freePort()
+        let port = try #require(freeTCPPort())
         let live = try LiveHost(files: ["app.yaml": Self.site(port: port, greeting: "hello")])
         #expect(try await live.start())
         var response = try await get(live, port: port, "/greet/J%C3%B6rg", headers: ["X-Request-Id": "abc-123"])
@@ -86,7 +68,7 @@ private func freePort() throws -> Int {
     }
 
     @Test func roostCallRunsAFunctionWithAJSONBody() async throws {
-        let port = try freePort()
+        let port = try #require(freeTCPPort())
         let extra = """
               - name: echo
                 kind: swiftlet.function
@@ -115,7 +97,7 @@ private func freePort() throws -> Int {
     }
 
     @Test func aStaticMountServesItsFolderAndVersionsThatBreakItAreRefused() async throws {
-        let port = try freePort()
+        let port = try #require(freeTCPPort())
         func site(_ extra: String = "", root: String = "./pages") -> String {
             Self.site(port: port, greeting: "hello", extra: "  - {name: pages, kind: http.static, prefix: /pages, root: \(root)}\n" + extra)
         }
@@ -152,7 +134,7 @@ private func freePort() throws -> Int {
     /// 200 MiB up to a CGI program and 200 MiB back, at once, through a live host: the host's
     /// peak memory stays a small fraction of that.
     @Test(.timeLimit(.minutes(2))) func twoHundredMebibytesGoEachWayThroughAHostInBoundedMemory() async throws {
-        let port = try freePort()
+        let port = try #require(freeTCPPort())
         let total = 200 << 20
         let extra = """
               - name: echo
@@ -166,33 +148,7 @@ private func freePort() throws -> Int {
         let pid = try #require(live.host?.child.pid)
         let before = try #require(processMemory(pid, "VmRSS"))
         let channel = try await StreamChannel.connect(on: live.loop, host: "127.0.0.1", port: port)
-        try await channel.write(Array("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: \(total)\r\nConnection: close\r\n\r\n".utf8))
-        let sender = Task {
-            var offset = 0
-            while offset < total {
-                try await channel.write(BytePattern.block(at: offset, count: 256 * 1024))
-                offset += 256 * 1024
-            }
-        }
-        let parser = HTTPMessageParser(kind: .response, maxBodySize: .max)
-        var status = 0
-        var received = 0
-        var mismatches = 0
-        reading: while true {
-            for part in try parser.next() {
-                switch part {
-                case .responseHead(let head): status = head.status
-                case .body(let chunk):
-                    if !BytePattern.matches(chunk, at: received) { mismatches += 1 }
-                    received += chunk.count
-                case .end: break reading
-                case .requestHead: break
-                }
-            }
-            guard let data = try await channel.read() else { break }
-            parser.append(data)
-        }
-        try await sender.value
+        let (status, received, mismatches) = try await echoPattern(over: channel, target: "/echo", total: total)
         await channel.close()
         let peak = try #require(processMemory(pid, "VmHWM"))
         #expect(status == 200)

@@ -9,7 +9,7 @@ import Testing
         defer { fclose(file) }
         var line = [CChar](repeating: 0, count: 512)
         while fgets(&line, Int32(line.count), file) != nil {
-            let text = String(cString: line)
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
             guard text.hasPrefix("Max open files") else { continue }
             let fields = text.dropFirst("Max open files".count).split(separator: " ")
             return (String(fields[0]), String(fields[1]))

@@ -185,33 +185,7 @@ private let counting: HTTPServer.Handler = { request in
         }
         try await withServer(streaming(), hangLimit: .seconds(120), handler: handler) { harness in
             let channel = try await harness.connect()
-            try await channel.write(bytes("POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: \(total)\r\nConnection: close\r\n\r\n"))
-            let sender = Task {
-                var offset = 0
-                while offset < total {
-                    try await channel.write(BytePattern.block(at: offset, count: 256 * 1024))
-                    offset += 256 * 1024
-                }
-            }
-            let parser = HTTPMessageParser(kind: .response, maxBodySize: .max)
-            var status = 0
-            var received = 0
-            var mismatches = 0
-            reading: while true {
-                for part in try parser.next() {
-                    switch part {
-                    case .responseHead(let head): status = head.status
-                    case .body(let chunk):
-                        if !BytePattern.matches(chunk, at: received) { mismatches += 1 }
-                        received += chunk.count
-                    case .end: break reading
-                    case .requestHead: break
-                    }
-                }
-                guard let data = try await channel.read() else { break }
-                parser.append(data)
-            }
-            try await sender.value
+            let (status, received, mismatches) = try await echoPattern(over: channel, target: "/echo", total: total)
             await channel.close()
             #expect(status == 200)
             #expect(received == total)

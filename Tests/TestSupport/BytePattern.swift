@@ -1,4 +1,6 @@
+import Core
 import Glibc
+import HTTPService
 
 /// A byte pattern for moving large bodies through the host and checking them on the other side
 /// without keeping them: its period (251, a prime) no pipe or chunk size shares, so a lost,
@@ -44,4 +46,39 @@ public func processMemory(_ pid: Int32, _ field: String) -> Int? {
         return number.map { $0 * 1024 }
     }
     return nil
+}
+
+/// Sends `total` bytes of the pattern as the body of a POST to `target` over `channel` while it
+/// reads the response, which must echo them: the response's status, the body bytes received, and
+/// how many chunks did not match the pattern. Nothing is kept but counts.
+public func echoPattern(over channel: StreamChannel, target: String, total: Int) async throws
+    -> (status: Int, received: Int, mismatches: Int)
+{
+    try await channel.write(Array("POST \(target) HTTP/1.1\r\nHost: t\r\nContent-Length: \(total)\r\nConnection: close\r\n\r\n".utf8))
+    let sender = Task {
+        var offset = 0
+        while offset < total {
+            let count = min(256 * 1024, total - offset)
+            try await channel.write(BytePattern.block(at: offset, count: count))
+            offset += count
+        }
+    }
+    let parser = HTTPMessageParser(kind: .response, maxBodySize: .max)
+    var status = 0, received = 0, mismatches = 0
+    reading: while true {
+        for part in try parser.next() {
+            switch part {
+            case .responseHead(let head): status = head.status
+            case .body(let chunk):
+                if !BytePattern.matches(chunk, at: received) { mismatches += 1 }
+                received += chunk.count
+            case .end: break reading
+            case .requestHead: break
+            }
+        }
+        guard let data = try await channel.read() else { break }
+        parser.append(data)
+    }
+    try await sender.value
+    return (status, received, mismatches)
 }
