@@ -282,7 +282,12 @@ public actor HTTPServer {
                     guard let complete = request, !shuttingDown else { break serving }
                     request = nil
                     connections[id]?.phase = .responding
-                    let response = await handler(complete)
+                    // In a task of its own: a task keeps the memory its deepest call needed until
+                    // it ends, and this connection's task may then wait idle for a long time.
+                    // (Cancelling the connection cancels the handler too.)
+                    let handler = handler
+                    let work = Task(executorPreference: loop) { await handler(complete) }
+                    let response = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
                     let next = settle(await respond(response, to: complete, on: channel, id: id, parser: parser),
                                       id: id, parser: parser)
                     (closeGently, peerClosed) = (next.closeGently, next.peerClosed)
