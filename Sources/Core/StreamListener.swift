@@ -166,7 +166,6 @@ public actor StreamListener {
         }
     }
 
-    /// The next incoming connection.
     /// The next incoming connection. Cancelling the task ends the wait with `CancellationError`.
     public func accept() async throws -> StreamChannel {
         let id = acceptors.reserveID()
