@@ -168,9 +168,13 @@ public final class StaticFiles: Sendable {
         definition.root + "/" + relative
     }
 
+    /// Compared as bytes, as the file system names files: `String` comparison takes Unicode-equivalent
+    /// spellings (`é` composed or not, the Kelvin sign and `K`) for the same, which are other paths.
     private func isInsideRoot(_ real: String) -> Bool {
-        real == realRoot || (real.hasPrefix(realRoot) && real.utf8.dropFirst(realRoot.utf8.count).first == UInt8(ascii: "/"))
-            || realRoot == "/"
+        let path = real.utf8, root = realRoot.utf8
+        guard root.count > 1 else { return path.first == UInt8(ascii: "/") }  // the root is "/"
+        guard path.starts(with: root) else { return false }
+        return path.count == root.count || path.dropFirst(root.count).first == UInt8(ascii: "/")
     }
 
     private func find(_ relative: String) -> Found {
@@ -222,11 +226,12 @@ public final class StaticFiles: Sendable {
         let headers = Self.headers(for: real, identity: identity)
         let size = Int(info.st_size)
         if size <= Self.cachedFileLimit {
-            guard let bytes = Self.readWhole(fd, size: size) else { return nil }
+            // A file cut short since the fstat would answer with a length it does not have.
+            guard let bytes = Self.readWhole(fd, size: size), bytes.count == size else { return nil }
             let representation = Representation(size: size, identity: identity, headers: headers, content: .bytes(bytes))
             // A file that changed while it was read is answered but not kept.
             var after = stat()
-            if bytes.count == size, fstat(fd, &after) == 0, FileIdentity(after) == identity {
+            if fstat(fd, &after) == 0, FileIdentity(after) == identity {
                 store(representation, checks: Array(zip(checks, identities)), key: key)
             }
             return representation
@@ -274,17 +279,19 @@ public final class StaticFiles: Sendable {
             let checks: [(path: String, identity: FileIdentity)]
             let representation: Representation
         }
-        var items: [String: Item] = [:]
+        /// Keyed by the relative path's bytes: two Unicode-equivalent names are two files.
+        var items: [[UInt8]: Item] = [:]
         var bytes = 0
     }
 
     private func cachedRepresentation(for relative: String) -> Representation? {
-        guard let item = cache.withLock({ $0.items[relative] }) else { return nil }
+        let key = Array(relative.utf8)
+        guard let item = cache.withLock({ $0.items[key] }) else { return nil }
         for check in item.checks {
             var info = stat()
             guard stat(check.path, &info) == 0, FileIdentity(info) == check.identity else {
                 cache.withLock { cache in
-                    if let gone = cache.items.removeValue(forKey: relative) { cache.bytes -= gone.representation.size }
+                    if let gone = cache.items.removeValue(forKey: key) { cache.bytes -= gone.representation.size }
                 }
                 return nil
             }
@@ -295,6 +302,7 @@ public final class StaticFiles: Sendable {
     private func store(_ representation: Representation, checks: [(path: String, identity: FileIdentity)], key: String) {
         let size = representation.size
         cache.withLock { cache in
+            let key = Array(key.utf8)
             if let old = cache.items.removeValue(forKey: key) { cache.bytes -= old.representation.size }
             while cache.bytes + size > Self.cacheBudget, let victim = cache.items.first {
                 cache.items.removeValue(forKey: victim.key)

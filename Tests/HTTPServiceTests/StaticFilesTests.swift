@@ -442,4 +442,40 @@ private func get(_ target: String, _ extra: [String] = [], over harness: Harness
         ])
         #expect(site.services[EntryID("app:two")!]?.statics.keys.map(\.description) == ["app:u"])
     }
+
+    // MARK: What a file system can do meanwhile
+
+    private static func files(root: String) throws -> StaticFiles {
+        try #require(StaticFiles(StaticDefinition(id: EntryID("app:files")!, prefix: "/files", root: root, index: ["index.html"])))
+    }
+
+    /// A name that is the same characters as the root's but other bytes is another folder: a link
+    /// to it leads outside the root.
+    @Test func aLinkToAUnicodeEquivalentSiblingOfTheRootIs404() throws {
+        let folder = try #require(makeTemporaryDirectory())
+        defer { removeTree(folder) }
+        let root = folder + "/cafe\u{301}"          // e + combining acute
+        let sibling = folder + "/caf\u{e9}2"        // precomposed é
+        #expect(mkdir(root, 0o755) == 0 && mkdir(sibling, 0o755) == 0)
+        let fd = open(sibling + "/secret.txt", O_CREAT | O_WRONLY, 0o644)
+        _ = write(fd, "SECRET", 6)
+        close(fd)
+        #expect(symlink(sibling + "/secret.txt", root + "/link") == 0)
+        let files = try Self.files(root: root)
+        let answer = files.respond(to: HTTPRequest(method: "GET", target: "/files/link"))
+        #expect(answer.status == 404)
+        #expect(!String(decoding: answer.bodyBytes, as: UTF8.self).contains("SECRET"))
+    }
+
+    /// sysfs files say 4096 bytes and hold fewer: a file that reads short of its size is not
+    /// answered with the size it claimed (that took the host down).
+    @Test func aFileThatReadsShortOfItsSizeIsNotServedAsThatSize() throws {
+        let files = try Self.files(root: "/sys/kernel")
+        var info = stat()
+        try #require(stat("/sys/kernel/uevent_seqnum", &info) == 0 && info.st_size == 4096, "sysfs reports its page size")
+        for method in ["GET", "HEAD"] {
+            let answer = files.respond(to: HTTPRequest(method: method, target: "/files/uevent_seqnum", headers: ["Range": "bytes=0-100"]))
+            #expect(answer.status == 404)
+        }
+    }
 }
