@@ -184,6 +184,8 @@ public enum CGIGateway {
                     truncation.mark()
                     logger.warning("\(program.arguments[0]) did not finish its response within \(program.timeout)",
                                    metadata: ["request": "\(requestID)"])
+                } else if exchange.bodyFailure != nil {
+                    truncation.mark()  // killed because its request body failed
                 }
                 return nil
             }, onCancel: {
@@ -339,6 +341,8 @@ private final class Exchange: Sendable {
     /// the failure's (when its head had not come yet).
     func failBody(_ failure: HTTPError) async {
         failedBody.withLock { $0 = failure }
+        // Once ended, the group is gone and its id may be another's.
+        guard !ended.load(ordering: .acquiring) else { return }
         await child.signalGroup(SIGKILL)
         await child.stdout?.close()
     }

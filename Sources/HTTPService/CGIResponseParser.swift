@@ -2,8 +2,9 @@
 /// ended by LF or CRLF. Fed the output as it arrives; once the head is complete it says what the
 /// response is and hands back the body bytes that came with it (the rest is streamed as is).
 ///
-/// - `Status: 404 Not Found` sets the status (a code of three digits, 100–999 refused outside
-///   100–599); without it a response is 200, or 302 when it has a `Location` that is a URL.
+/// - `Status: 404 Not Found` sets the status (three digits, 200–599: an interim 1xx would leave
+///   the client waiting for a final answer that never comes); without it a response is 200, or
+///   302 when it has a `Location` that is a URL.
 /// - `Location: /path` with no `Status` is a local redirect: the server answers as if the client
 ///   had asked for that path (the output's body is ignored).
 /// - A head with no field at all, a line without a colon, a field name that is not a token, or a
@@ -82,7 +83,7 @@ public struct CGIResponseParser: Sendable {
             guard HTTPWire.isFieldValue(value) else { return .invalid("a header value with a control byte in \(name)") }
             if name.lowercased() == "status" {
                 let code = value.prefix(3)
-                guard code.count == 3, let number = Int(code), (100...599).contains(number),
+                guard code.count == 3, let number = Int(code), (200...599).contains(number),
                       value.count == 3 || value[value.index(value.startIndex, offsetBy: 3)] == " " else {
                     return .invalid("a bad Status: \(value.prefix(80))")
                 }

@@ -8,7 +8,8 @@ import Synchronization
 ///
 /// - A function's `concurrency` and `queue` limit its runs under way (`FunctionGate`, kept per
 ///   function across versions); beyond them the answer is 503 with `Retry-After: 1`. The gate is
-///   held until the function's process is gone.
+///   held until the function's process is gone. A request body still coming must come within the
+///   function's timeout (else 408), so a slow client cannot hold a place of the gate for ever.
 /// - `protocol: cgi` goes through `CGIGateway` with the request as it comes (a streamed body
 ///   flows to stdin). `protocol: json` reads the whole body first (within the limit the caller
 ///   set on it) and sends `JSONEnvelope.request` instead; the answer may be CGI or JSON.
@@ -65,12 +66,30 @@ public final class FunctionRunner: Sendable {
         var program = function.program
         if let timeout = call.timeout { program.timeout = timeout }
         var request = call.request
+        let gate = gates.withLock { gates in
+            if let gate = gates[function.id] { return gate }
+            let gate = FunctionGate()
+            gates[function.id] = gate
+            return gate
+        }
+        guard await gate.enter(concurrency: function.concurrency, queue: function.queue) else {
+            request.streamedBody?.discard()
+            return .response(HTTPResponse(status: 503, headers: ["Retry-After": "1"], body: .bytes(Array("busy: try again\n".utf8))))
+        }
+        // A body that is still coming must come within the function's timeout, whether the
+        // program reads it or it is gathered first (a chunked body spooled, a JSON envelope).
+        let deadline = request.streamedBody.map { BodyDeadline($0, after: program.timeout, on: loop) }
+        let onEnd: @Sendable () -> Void = {
+            deadline?.cancel()
+            gate.leave()
+        }
         if function.wireProtocol == .json {
             var body = request.body
             if let streamed = request.streamedBody {
                 do {
                     body = try await streamed.collect()
                 } catch {
+                    onEnd()
                     return .response(HTTPResponse(status: error.status, headers: ["Connection": "close"],
                                                   body: .bytes(Array((error.message + "\n").utf8))))
                 }
@@ -83,20 +102,10 @@ public final class FunctionRunner: Sendable {
             request.headers.replace("Content-Length", with: String(envelope.count))
             program.jsonAnswers = true
         }
-        let gate = gates.withLock { gates in
-            if let gate = gates[function.id] { return gate }
-            let gate = FunctionGate()
-            gates[function.id] = gate
-            return gate
-        }
-        guard await gate.enter(concurrency: function.concurrency, queue: function.queue) else {
-            request.streamedBody?.discard()
-            return .response(HTTPResponse(status: 503, headers: ["Retry-After": "1"], body: .bytes(Array("busy: try again\n".utf8))))
-        }
         let cgi = CGIRequest(request: request, parameters: call.parameters, rest: call.rest, serverName: call.serverName,
                              serverPort: call.serverPort, remoteAddress: request.remoteAddress?.host ?? "",
                              remotePort: request.remoteAddress?.port ?? 0, serverSoftware: software)
-        return await CGIGateway.run(program, for: cgi, requestID: call.requestID, on: loop, logger: logger, onEnd: { gate.leave() })
+        return await CGIGateway.run(program, for: cgi, requestID: call.requestID, on: loop, logger: logger, onEnd: onEnd)
     }
 
     /// Runs the function `id` with `body` as a JSON request body; nil when there is no such function.
@@ -112,5 +121,26 @@ public final class FunctionRunner: Sendable {
         case .localRedirect(let path):
             return .text(status: 502, "the function answered with a local redirect to \(path), which a call does not follow\n")
         }
+    }
+}
+
+/// Gives up on a request body that has not come within `after` (408); `cancel` once it is not
+/// needed.
+final class BodyDeadline: Sendable {
+    private let timer: LoopTimer
+
+    init(_ body: RequestBody, after timeout: Duration, on loop: EventLoop) {
+        timer = LoopTimer(loop: loop)
+        let timer = timer
+        Task(executorPreference: loop) {
+            try? await timer.start(after: timeout) {
+                if !body.isComplete { body.abandon(HTTPError(.timeout, "the request body did not come within \(timeout)")) }
+            }
+        }
+    }
+
+    func cancel() {
+        let timer = timer
+        Task(executorPreference: timer.loop) { await timer.close() }
     }
 }

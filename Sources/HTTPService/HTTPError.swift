@@ -15,6 +15,8 @@ public struct HTTPError: Error, Sendable, Hashable, CustomStringConvertible {
         case versionNotSupported
         /// The peer closed the connection before the message was complete.
         case incomplete
+        /// The body did not arrive in the time it had: 408.
+        case timeout
     }
 
     public var code: Code
@@ -32,6 +34,7 @@ public struct HTTPError: Error, Sendable, Hashable, CustomStringConvertible {
         case .headersTooLarge: 431
         case .bodyTooLarge: 413
         case .versionNotSupported: 505
+        case .timeout: 408
         }
     }
 

@@ -447,7 +447,11 @@ public actor HTTPServer {
         let lent = LentParser(parser: parser)
         let first = Array(ahead)
         let reading = Task(executorPreference: loop) { await self.readBody(into: body, first: first, parser: lent, from: channel) }
-        let response = await answering.value
+        // A forced shutdown cancels the connection's task: the handler and the reader with it.
+        let response = await withTaskCancellationHandler { await answering.value } onCancel: {
+            answering.cancel()
+            reading.cancel()
+        }
         if body.isComplete {
             // The reader has reached the body's end (or its failure): it returns at once.
             switch await reading.value {
@@ -459,8 +463,9 @@ public actor HTTPServer {
                 return .close
             case .peerGone:
                 // Maybe only half-closed: the answer is still sent.
-                return await respond(response, to: request, on: channel, id: id, parser: parser, forceClose: true) == .peerGone
-                    ? .peerGone : .close
+                // The reader saw the end of input already: no watching for it again.
+                return await respond(response, to: request, on: channel, id: id, parser: parser, forceClose: true,
+                                     watchClient: false) == .peerGone ? .peerGone : .close
             }
         }
         // The body is still coming. A streamed answer may still be reading it (a CGI program

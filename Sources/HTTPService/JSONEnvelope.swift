@@ -12,7 +12,7 @@ import Core
 /// `application/json` and the envelope's `CONTENT_LENGTH`.
 ///
 /// The program answers with CGI, or with one object `{"status", "headers", "body"}`: `status`
-/// defaults to 200; `headers` maps names to strings; a string `body` is sent as it is
+/// (200-599) defaults to 200; `headers` maps names to strings; a string `body` is sent as it is
 /// (`text/plain; charset=utf-8` unless `headers` says otherwise), any other JSON value encoded
 /// (`application/json`), no `body` means an empty one.
 public enum JSONEnvelope {
@@ -61,8 +61,9 @@ public enum JSONEnvelope {
         guard case .object(let answer) = try JSON.parse(bytes: output) else { throw InvalidAnswer(description: "not an object") }
         var status = 200
         if let value = answer["status"] {
-            guard let number = value.intValue, (100...999).contains(number) else {
-                throw InvalidAnswer(description: "'status' must be a number from 100 to 999")
+            // A 1xx is not a final answer: the client would wait for one that never comes.
+            guard let number = value.intValue, (200...599).contains(number) else {
+                throw InvalidAnswer(description: "'status' must be a number from 200 to 599")
             }
             status = Int(number)
         }

@@ -16,7 +16,8 @@ import Synchronization
 /// - A client that sent `Expect: 100-continue` gets its `100 Continue` at the first `next()`,
 ///   so a handler that answers without reading (404, 413 from the declared length) never asks
 ///   for the body.
-/// - `discard()` says the handler will not read any more: what is buffered is dropped, later
+/// - `abandon(_:)` gives up on a body that comes too slowly (`next()` throws); `discard()` says
+///   the handler will not read any more: what is buffered is dropped, later
 ///   pushes are dropped at once, and the server closes the connection after its answer.
 public final class RequestBody: Sendable {
     /// The body's length when the request declared it (`Content-Length`); nil for a chunked body.
@@ -34,6 +35,8 @@ public final class RequestBody: Sendable {
         var failure: HTTPError?
         /// More than `limit` bytes came; what comes after is dropped.
         var overLimit = false
+        /// Why the handler gave up on the body (`abandon`).
+        var abandoned: HTTPError?
         var discarded = false
         var askedToContinue = false
         var reader: CheckedContinuation<Void, Never>?
@@ -81,7 +84,7 @@ public final class RequestBody: Sendable {
         while true {
             enum Step { case chunk([UInt8]), end, failed(HTTPError), wait }
             let step = state.withLock { state -> Step in
-                if let failure = state.failure { return .failed(failure) }
+                if let failure = state.abandoned ?? state.failure { return .failed(failure) }
                 if state.overLimit { return .failed(HTTPError(.bodyTooLarge, "the body is larger than \(state.limit) bytes")) }
                 if let chunk = state.chunks.popFirst() {
                     state.buffered -= chunk.count
@@ -100,7 +103,8 @@ public final class RequestBody: Sendable {
             case .wait:
                 await withCheckedContinuation { continuation in
                     let ready = state.withLock { state -> Bool in
-                        if state.failure != nil || state.overLimit || state.finished || !state.chunks.isEmpty { return true }
+                        if state.failure != nil || state.abandoned != nil || state.overLimit || state.finished
+                            || !state.chunks.isEmpty { return true }
                         state.reader = continuation
                         return false
                     }
@@ -115,6 +119,24 @@ public final class RequestBody: Sendable {
         var bytes: [UInt8] = []
         while let chunk = try await next() { bytes += chunk }
         return bytes
+    }
+
+    /// The handler gives up on the body (it came too slowly): `next()` throws `failure` from now
+    /// on, a waiting one at once, and the rest is dropped as for `discard`.
+    public func abandon(_ failure: HTTPError) {
+        let (reader, pusher) = state.withLock { state in
+            state.abandoned = state.abandoned ?? failure
+            state.discarded = true
+            state.chunks.removeAll()
+            state.buffered = 0
+            defer {
+                state.reader = nil
+                state.pusher = nil
+            }
+            return (state.reader, state.pusher)
+        }
+        reader?.resume()
+        pusher?.resume()
     }
 
     /// The handler will read no more; see the type's contract.

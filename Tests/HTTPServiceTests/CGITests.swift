@@ -41,7 +41,7 @@ private func parse(_ chunks: [String]) -> CGIResponseParser.Outcome {
     }
 
     @Test(arguments: [
-        ["\n\nbody"], ["no colon here\n\n"], ["Bad Name: x\n\n"], ["Status: 99 Low\n\n"], ["Status: 2000\n\n"],
+        ["\n\nbody"], ["no colon here\n\n"], ["Bad Name: x\n\n"], ["Status: 99 Low\n\n"], ["Status: 2000\n\n"], ["Status: 101 Switching\n\n"],
         ["Status: abc\n\n"], ["Content-Type: text/plain\n"], [], [String(repeating: "X-Long: aaaaaaaaaa\n", count: 20)],
     ])
     func malformedOutputIsInvalid(_ chunks: [String]) {

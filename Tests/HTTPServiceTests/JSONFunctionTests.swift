@@ -58,7 +58,7 @@ private func body(of outcome: CGIGateway.Outcome) async -> (Int, HTTPHeaders, St
         let object = try JSONEnvelope.response(from: Array(#"{"body": {"ok": true}}"#.utf8))
         #expect(object.status == 200 && object.headers["Content-Type"] == "application/json")
         #expect(try JSON.parse(bytes: object.bodyBytes) == ["ok": true])
-        for bad in [#"[1]"#, #"{"status": 42}"#, #"{"headers": {"Bad Name": "x"}}"#, #"{"headers": {"X": "a\r\nb"}}"#, #"{"status": "#] {
+        for bad in [#"[1]"#, #"{"status": 42}"#, #"{"status": 100}"#, #"{"headers": {"Bad Name": "x"}}"#, #"{"headers": {"X": "a\r\nb"}}"#, #"{"status": "#] {
             #expect(throws: (any Error).self, "\(bad)") { try JSONEnvelope.response(from: Array(bad.utf8)) }
         }
     }
@@ -102,6 +102,37 @@ private func body(of outcome: CGIGateway.Outcome) async -> (Int, HTTPHeaders, St
             let envelope = try JSON.parse(bytes: response.bodyBytes)
             #expect(envelope["method"] == "POST" && envelope["body"] == ["a": 1] && envelope["headers"]?["x-request-id"] == "c1")
             #expect(await functions.call(EntryID("app:missing")!, body: nil, requestID: "c2") == nil)
+        }
+    }
+
+    /// A chunked body that stops coming cannot hold the function's only place: after the function's
+    /// timeout the request is answered 408, and the next one runs.
+    @Test func aBodyThatStopsComingIs408AndFreesTheFunctionsPlace() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let functions = runner(loop)
+        let echo = FunctionDefinition(id: EntryID("app:cat")!, exec: ["/bin/sh", "-c", "printf 'Content-Type: text/plain\\n\\n'; exec cat"],
+                                      workdir: nil, env: ["PATH": "/usr/bin:/bin"], wireProtocol: .cgi, timeout: .milliseconds(300),
+                                      concurrency: 1, queue: 0)
+        var configuration = HTTPServer.Configuration()
+        configuration.streamsBodies = true
+        configuration.lingerTimeout = .milliseconds(200)
+        try await withServer(configuration, handler: { request in
+            let call = FunctionRunner.Call(request: request, serverName: "t", serverPort: 80, requestID: "slow")
+            guard case .response(let response) = await functions.run(echo, call) else { return .text(status: 500, "redirect\n") }
+            return response
+        }) { harness in
+            let slow = try await harness.connect()
+            try await slow.write(bytes("POST /up HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n"))
+            // ...and nothing more.
+            let answer = try await readResponse(from: slow)
+            #expect(answer.status == 408)
+            await slow.close()
+            let channel = try await harness.connect()
+            try await channel.write(bytes("POST /up HTTP/1.1\r\nHost: t\r\nContent-Length: 2\r\n\r\nok"))
+            let next = try await readResponse(from: channel)
+            await channel.close()
+            #expect(next.status == 200 && text(next.body) == "ok")
         }
     }
 }
