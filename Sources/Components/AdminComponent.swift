@@ -69,11 +69,25 @@ public struct AdminComponent: Component {
             throw HostError(.bootFailed, "the admin API cannot listen on \(tcp.address): \(error)")
         }
         let token = tcp.token
-        let tcpServer = HTTPServer(listener: tcpListener) { request in
+        // The token is checked once the head is in, before any body is read: a client without it
+        // never gets a body buffered (the body, 1 MiB at most, is read only for a caller with it).
+        var configuration = HTTPServer.Configuration()
+        configuration.streamsBodies = true
+        configuration.maxBodySize = 1 << 20
+        let tcpServer = HTTPServer(listener: tcpListener, configuration: configuration) { request in
             // One Authorization header with the token; several are refused rather than guessed at.
             let given = request.headers.values(for: "Authorization")
             guard given.count == 1, token.authorizes(given[0]) else {
                 return AdminToken.unauthorized(tokenGiven: !given.isEmpty)
+            }
+            var request = request
+            if let body = request.streamedBody {
+                do throws(HTTPError) {
+                    request.body = try await body.collect()
+                } catch {
+                    return .json(status: error.status, ["error": ["code": "bad_body", "message": .string(error.message)]])
+                }
+                request.streamedBody = nil
             }
             return await api.handle(request, user: "token")
         }

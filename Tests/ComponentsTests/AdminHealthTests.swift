@@ -350,6 +350,23 @@ private func stopCleanly(_ live: LiveHost, sourceLocation: Testing.SourceLocatio
         #expect(try await tcp("/readyz", authorization: "bearer s3cret-Token").status == 200)
         #expect(try await tcp("/metrics", authorization: "Bearer s3cret-Token").status == 200)
 
+        // Without the token, a body is never read: the answer comes at once although the body
+        // it announces has not been sent.
+        let unread = try await StreamChannel.connect(on: live.loop, host: "127.0.0.1", port: port)
+        try await unread.write(Array("POST /v1/registry/apply HTTP/1.1\r\nHost: t\r\nContent-Length: 5000000\r\n\r\n".utf8))
+        let refusedHead = String(decoding: try #require(try await unread.read()), as: UTF8.self)
+        #expect(refusedHead.hasPrefix("HTTP/1.1 401"))
+        await unread.close()
+        // With it, a body is read and used.
+        let channel = try await StreamChannel.connect(on: live.loop, host: "127.0.0.1", port: port)
+        let apply = HTTPRequest(method: "POST", target: "/v1/registry/apply",
+                                headers: ["Authorization": "Bearer s3cret-Token", "Content-Type": "application/json"],
+                                body: Array(#"{"message": "over tcp"}"#.utf8))
+        response = try await HTTPClient.send(apply, over: channel)
+        await channel.close()
+        #expect(response.status == 200)
+        #expect(try JSON.parse(body(response))["outcome"] == "unchanged")
+
         // The unix socket needs no token.
         #expect(try await admin(live, "/v1/registry").status == 200)
         // Bound to 127.0.0.1 only: another loopback address of this machine finds nothing there.
