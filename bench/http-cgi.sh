@@ -28,21 +28,7 @@ for tool in gcc wrk lighttpd nginx fcgiwrap curl; do
 done
 [ -x "$roost" ] || { echo "no roost at $roost: make release builds it" >&2; exit 1; }
 
-work=$(mktemp -d /tmp/roost-bench-cgi-XXXXXX)
-chmod 755 "$work"
-groups=()  # process groups started here (each server runs in its own session)
-cleanup() {
-  for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
-  sleep 0.5
-  for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-start() {  # start LOG COMMAND...: in a session of its own, so the whole group can be stopped
-  local log=$1; shift
-  setsid "$@" >"$log" 2>&1 </dev/null &
-  groups+=($!)
-}
+make_workspace cgi
 
 gcc -static -O2 -o "$work/hello.cgi" "$here/cgi/hello.c"
 expected="hello from cgi: GET ?"

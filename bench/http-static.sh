@@ -23,21 +23,7 @@ for tool in wrk nginx curl; do
   command -v "$tool" >/dev/null || { echo "$tool is missing: make bench-deps installs it" >&2; exit 1; }
 done
 
-work=$(mktemp -d /tmp/roost-bench-static-XXXXXX)
-chmod 755 "$work"
-groups=()
-cleanup() {
-  for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done
-  sleep 0.5
-  for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-start() {  # start LOG COMMAND...: in a session of its own, so the whole group can be stopped
-  local log=$1; shift
-  setsid "$@" >"$log" 2>&1 </dev/null &
-  groups+=($!)
-}
+make_workspace static
 
 # 1 KiB of text: 16 lines of 63 characters and a newline.
 mkdir -p "$work/www"

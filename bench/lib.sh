@@ -80,3 +80,19 @@ rss_kib() {
 machine_line() {
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); load $(cut -d' ' -f1-3 /proc/loadavg)"
 }
+
+# make_workspace NAME: a fresh folder $work (removed at exit), and `start LOG COMMAND...`, which
+# runs a server in a session of its own; every session started is stopped at exit (TERM, then KILL).
+make_workspace() {
+  work=$(mktemp -d "/tmp/roost-bench-$1-XXXXXX")
+  chmod 755 "$work"
+  groups=()
+  trap 'for g in "${groups[@]}"; do kill -TERM -- "-$g" 2>/dev/null || true; done; sleep 0.5;
+        for g in "${groups[@]}"; do kill -KILL -- "-$g" 2>/dev/null || true; done; rm -rf "$work"' EXIT
+}
+
+start() {
+  local log=$1; shift
+  setsid "$@" >"$log" 2>&1 </dev/null &
+  groups+=($!)
+}

@@ -40,6 +40,8 @@ final class RoostProcess: Sendable {
         var options = ProcessOptions([try roostExecutable()] + arguments, workingDirectory: workingDirectory)
         options.stderr = .pipe
         options.stdout = .null
+        // A test run that crashes takes its hosts with it.
+        options.dieWithHost = true
         child = try await ChildProcess.spawn(on: loop, options)
         let (lines, sink) = AsyncStream.makeStream(of: String.self)
         self.lines = lines

@@ -9,6 +9,7 @@ func runRoost(_ arguments: [String], in directory: String, on loop: EventLoop) a
     var options = ProcessOptions([try roostExecutable()] + arguments, workingDirectory: directory)
     options.stdout = .pipe
     options.stderr = .pipe
+    options.dieWithHost = true
     let child = try await ChildProcess.spawn(on: loop, options)
     async let errors = child.stderr!.readAll()
     let output = String(decoding: try await child.stdout!.readAll(), as: UTF8.self)
