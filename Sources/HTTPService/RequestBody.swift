@@ -124,19 +124,12 @@ public final class RequestBody: Sendable {
     /// The handler gives up on the body (it came too slowly): `next()` throws `failure` from now
     /// on, a waiting one at once, and the rest is dropped as for `discard`.
     public func abandon(_ failure: HTTPError) {
-        let (reader, pusher) = state.withLock { state in
+        end { state in
             state.abandoned = state.abandoned ?? failure
             state.discarded = true
             state.chunks.removeAll()
             state.buffered = 0
-            defer {
-                state.reader = nil
-                state.pusher = nil
-            }
-            return (state.reader, state.pusher)
         }
-        reader?.resume()
-        pusher?.resume()
     }
 
     /// The handler will read no more; see the type's contract.

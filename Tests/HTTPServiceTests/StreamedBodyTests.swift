@@ -29,6 +29,22 @@ private let counting: HTTPServer.Handler = { request in
     }
 }
 
+/// A handler that runs `script` (sh) as a CGI program on `loop` for every request, with the
+/// request body's limit raised to `limit` when given.
+private func cgi(_ script: String, on loop: EventLoop, timeout: Duration = .seconds(30), limit: Int? = nil) -> HTTPServer.Handler {
+    { request in
+        if let limit { request.streamedBody?.limit = limit }
+        let program = CGIProgram(arguments: ["/bin/sh", "-c", script], environment: ["PATH": "/usr/bin:/bin"], timeout: timeout)
+        let cgi = CGIRequest(request: request, serverName: "t", serverPort: 80, remoteAddress: "", remotePort: 0,
+                             serverSoftware: "roost/test")
+        guard case .response(let response) = await CGIGateway.run(program, for: cgi, requestID: "test", on: loop,
+                                                                     logger: Logger(label: "test")) else {
+            return .text(status: 500, "redirect\n")
+        }
+        return response
+    }
+}
+
 @Suite struct StreamedBodyTests {
     @Test func theHandlerReadsTheBodyWhileItArrives() async throws {
         let (seen, signal) = AsyncStream.makeStream(of: Int.self)
@@ -142,17 +158,7 @@ private let counting: HTTPServer.Handler = { request in
     @Test func aChunkedBodyReachesACGIProgramWithItsLength() async throws {
         let gatewayLoop = EventLoop(name: "cgi")
         defer { gatewayLoop.shutdown() }
-        let handler: HTTPServer.Handler = { request in
-            let program = CGIProgram(arguments: ["/bin/sh", "-c", #"printf 'Content-Type: text/plain\n\n%s:' "$CONTENT_LENGTH"; exec cat"#],
-                                     environment: ["PATH": "/usr/bin:/bin"])
-            let cgi = CGIRequest(request: request, serverName: "t", serverPort: 80, remoteAddress: "", remotePort: 0,
-                                 serverSoftware: "roost/test")
-            guard case .response(let response) = await CGIGateway.run(program, for: cgi, requestID: "c", on: gatewayLoop,
-                                                                         logger: Logger(label: "test")) else {
-                return .text(status: 500, "redirect\n")
-            }
-            return response
-        }
+        let handler = cgi(#"printf 'Content-Type: text/plain\n\n%s:' "$CONTENT_LENGTH"; exec cat"#, on: gatewayLoop)
         try await withServer(streaming(), handler: handler) { harness in
             // Not half-closed: a client that closes its side while a streamed answer runs is gone.
             let channel = try await harness.connect()
@@ -171,18 +177,7 @@ private let counting: HTTPServer.Handler = { request in
         let total = 64 << 20
         let gatewayLoop = EventLoop(name: "cgi")
         defer { gatewayLoop.shutdown() }
-        let handler: HTTPServer.Handler = { request in
-            request.streamedBody?.limit = total
-            let program = CGIProgram(arguments: ["/bin/sh", "-c", "printf 'Content-Type: application/octet-stream\\n\\n'; exec cat"],
-                                     environment: ["PATH": "/usr/bin:/bin"], timeout: .seconds(120))
-            let cgi = CGIRequest(request: request, serverName: "t", serverPort: 80, remoteAddress: "", remotePort: 0,
-                                 serverSoftware: "roost/test")
-            guard case .response(let response) = await CGIGateway.run(program, for: cgi, requestID: "big", on: gatewayLoop,
-                                                                         logger: Logger(label: "test")) else {
-                return .text(status: 500, "redirect\n")
-            }
-            return response
-        }
+        let handler = cgi("printf 'Content-Type: application/octet-stream\\n\\n'; exec cat", on: gatewayLoop, timeout: .seconds(120), limit: total)
         try await withServer(streaming(), hangLimit: .seconds(120), handler: handler) { harness in
             let channel = try await harness.connect()
             let (status, received, mismatches) = try await echoPattern(over: channel, target: "/echo", total: total)
@@ -196,17 +191,7 @@ private let counting: HTTPServer.Handler = { request in
     @Test func aFunctionThatTimesOutMidResponseLeavesTheBodyVisiblyIncomplete() async throws {
         let gatewayLoop = EventLoop(name: "cgi")
         defer { gatewayLoop.shutdown() }
-        let handler: HTTPServer.Handler = { request in
-            let program = CGIProgram(arguments: ["/bin/sh", "-c", "printf 'Content-Type: text/plain\\n\\npart'; exec sleep 100077"],
-                                     environment: ["PATH": "/usr/bin:/bin"], timeout: .milliseconds(300))
-            let cgi = CGIRequest(request: request, serverName: "t", serverPort: 80, remoteAddress: "", remotePort: 0,
-                                 serverSoftware: "roost/test")
-            guard case .response(let response) = await CGIGateway.run(program, for: cgi, requestID: "t", on: gatewayLoop,
-                                                                         logger: Logger(label: "test")) else {
-                return .text(status: 500, "redirect\n")
-            }
-            return response
-        }
+        let handler = cgi("printf 'Content-Type: text/plain\\n\\npart'; exec sleep 100077", on: gatewayLoop, timeout: .milliseconds(300))
         try await withServer(streaming(), handler: handler) { harness in
             let channel = try await harness.connect()
             try await channel.write(bytes("GET /slow HTTP/1.1\r\nHost: t\r\n\r\n"))
