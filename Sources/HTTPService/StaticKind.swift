@@ -137,12 +137,7 @@ struct StaticReader: EntryFieldReading {
 
     /// The folder as an absolute path; an error when it is not a folder.
     private mutating func resolveRoot(_ text: String) -> String? {
-        var path = text
-        if !text.hasPrefix("/"), let registryRoot {
-            let file = entry.location.file
-            let folder = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : ""
-            path = registryRoot + "/" + (folder.isEmpty ? "" : folder + "/") + text
-        }
+        let path = pathFromDeclaringFile(text)
         var info = stat()
         guard stat(path, &info) == 0 else {
             fail("root", "'\(text)' does not exist" + (path == text ? "" : " (looked at \(path))"))

@@ -375,18 +375,22 @@ extension EntryFieldReading {
     }
 
     /// The program's path: checked to exist and be executable.
+    /// `text` as a path: an absolute one as it is, a relative one against the folder of the file
+    /// that declares the entry (under `registryRoot`).
+    public func pathFromDeclaringFile(_ text: String) -> String {
+        guard !text.hasPrefix("/"), let registryRoot else { return text }
+        let file = entry.location.file
+        let folder = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : ""
+        return registryRoot + "/" + (folder.isEmpty ? "" : folder + "/") + text
+    }
+
     public mutating func resolve(_ program: String) -> String? {
         if !program.contains("/") {
             let path = ProcessEnvironmentPath.search(program)
             if path == nil { fail("exec", "'\(program)' is not found in PATH") }
             return path
         }
-        var path = program
-        if !program.hasPrefix("/"), let registryRoot {
-            let file = entry.location.file
-            let folder = file.contains("/") ? String(file[..<file.lastIndex(of: "/")!]) : ""
-            path = registryRoot + "/" + (folder.isEmpty ? "" : folder + "/") + program
-        }
+        let path = pathFromDeclaringFile(program)
         var info = stat()
         guard stat(path, &info) == 0 else {
             fail("exec", "'\(program)' does not exist" + (path == program ? "" : " (looked at \(path))"))
