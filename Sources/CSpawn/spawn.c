@@ -262,3 +262,7 @@ void roost_set_thread_name(const char *name) {
 int roost_single_malloc_arena(void) {
     return mallopt(M_ARENA_MAX, 1);
 }
+
+int roost_trim_memory(void) {
+    return malloc_trim(0);
+}

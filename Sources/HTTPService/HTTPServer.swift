@@ -69,6 +69,9 @@ public actor HTTPServer {
     private let handler: Handler
     private var connections: [Int: Connection] = [:]
     private var nextID = 0
+    /// The most connections open at once since memory was last given back.
+    private var peakConnections = 0
+    private static let burst = 1024
     private var shuttingDown = false
     /// The open connections' count and who waits for none to be left. Behind a lock, not actor
     /// state: the body of `withCheckedContinuation` may run after a hop off the actor, by when
@@ -118,6 +121,7 @@ public actor HTTPServer {
             let id = nextID
             nextID += 1
             connections[id] = Connection(channel: channel, deadline: .now + configuration.idleTimeout)
+            peakConnections = max(peakConnections, connections.count)
             drain.withLock { $0.open += 1 }
             connections[id]?.task = Task(executorPreference: loop) { await self.serve(channel, id: id) }
         }
@@ -176,6 +180,12 @@ public actor HTTPServer {
 
     private func remove(_ id: Int) {
         guard connections.removeValue(forKey: id) != nil else { return }
+        // After a burst of connections (thousands) has mostly gone, the memory malloc kept for
+        // them goes back to the system, once per burst.
+        if peakConnections >= Self.burst, connections.count <= peakConnections / 8 {
+            peakConnections = connections.count
+            MemoryRelease.returnFreeMemory()
+        }
         let waiters = drain.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.open -= 1
             guard state.open == 0 else { return [] }

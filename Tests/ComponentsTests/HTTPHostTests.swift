@@ -159,4 +159,49 @@ import TestSupport
         #expect(await live.stop()?.code == 0)
         await live.close()
     }
+
+    /// Memory taken by a burst of connections goes back to the system once they are gone.
+    @Test func memoryOfABurstOfConnectionsIsGivenBackWhenTheyClose() async throws {
+        // The test process holds the client ends: it needs more than the usual 1,024 descriptors.
+        var limit = rlimit()
+        getrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        try #require(limit.rlim_max >= 1500, "the hard open-file limit is \(limit.rlim_max)")
+        if limit.rlim_cur < 1500 {
+            limit.rlim_cur = limit.rlim_max
+            setrlimit(Int32(RLIMIT_NOFILE.rawValue), &limit)
+        }
+        let port = try #require(freeTCPPort())
+        let live = try LiveHost(files: ["app.yaml": Self.site(port: port, greeting: "hello")])
+        #expect(try await live.start())
+        let pid = try #require(live.host?.child.pid)
+        let before = try #require(processMemory(pid, "VmRSS"))
+        var channels: [StreamChannel] = []
+        for _ in 0..<1_200 {
+            let channel = try await StreamChannel.connect(on: live.loop, host: "127.0.0.1", port: port)
+            try await channel.write(Array("GET /nothing HTTP/1.1\r\nHost: t\r\n\r\n".utf8))
+            _ = try await channel.read()  // the 404, and the connection stays open
+            channels.append(channel)
+        }
+        let with = try #require(processMemory(pid, "VmRSS"))
+        for channel in channels { await channel.close() }
+        // The host has no event for this: its descriptors are watched until its connections are
+        // gone (bounded), then its memory is read.
+        let deadline = ContinuousClock.now + .seconds(20)
+        while openDescriptors(pid) > 100, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(20)) }
+        let after = try #require(processMemory(pid, "VmRSS"))
+        #expect(with - before > 4 << 20, "1,200 connections took \((with - before) >> 10) KiB")
+        #expect(after - before < (with - before) / 2,
+                "before \(before >> 10) KiB, with the connections \(with >> 10) KiB, after \(after >> 10) KiB")
+        #expect(await live.stop()?.code == 0)
+        await live.close()
+    }
+}
+
+/// How many descriptors `pid` has open.
+private func openDescriptors(_ pid: Int32) -> Int {
+    guard let directory = opendir("/proc/\(pid)/fd") else { return 0 }
+    defer { closedir(directory) }
+    var count = 0
+    while readdir(directory) != nil { count += 1 }
+    return count - 2  // . and ..
 }

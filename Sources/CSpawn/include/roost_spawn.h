@@ -82,4 +82,8 @@ void roost_set_thread_name(const char *name);
 // is not part of Swift's Glibc module. Call before threads allocate; returns mallopt's result.
 int roost_single_malloc_arena(void);
 
+// Gives the free memory of the malloc heap back to the system (malloc_trim(0)): whole free pages
+// inside the heap too, not only at its top. Returns 1 when some was given back.
+int roost_trim_memory(void);
+
 #endif
