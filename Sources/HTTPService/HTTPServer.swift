@@ -37,8 +37,8 @@ import Glibc
 ///   with the connection closed, without the body's proper end.
 /// - Timeouts: a connection waiting for its next request is closed after `idleTimeout`; one
 ///   whose request head is not complete `headerTimeout` after its first byte is closed too
-///   (slowloris). Not done yet: a 408 answer to those, a timeout for slow bodies or slow
-///   readers of responses, and a limit on the number of connections.
+///   (slowloris), after a 408 answer. Not done yet: a timeout for slow bodies of handlers that
+///   buffer them, or for slow readers of responses, and a limit on the number of connections.
 public actor HTTPServer {
     public typealias Handler = @Sendable (HTTPRequest) async -> HTTPResponse
 
@@ -87,6 +87,8 @@ public actor HTTPServer {
         var task: Task<Void, Never>?
         var phase = Phase.waiting
         var deadline: ContinuousClock.Instant?
+        /// The deadline is the header timeout of a request begun: it is answered 408 when it passes.
+        var deadlineAnswers = false
         var writer: Task<(StreamOutcome, Int), Never>?
     }
 
@@ -217,12 +219,26 @@ public actor HTTPServer {
         for (id, connection) in connections {
             guard let deadline = connection.deadline, deadline <= now else { continue }
             connections[id]?.deadline = nil
-            connection.channel.assumeIsolated { $0.close() }
+            let channel = connection.channel
+            guard connection.deadlineAnswers else {
+                channel.assumeIsolated { $0.close() }
+                continue
+            }
+            // A request begun and not completed in time: 408, then the connection closes (which
+            // ends the connection's task, waiting for the rest of the head).
+            let timeout = HTTPError(.timeout, "the request head did not come within \(configuration.headerTimeout)")
+            Task(executorPreference: loop) {
+                await self.refuse(timeout, on: channel)
+                try? await channel.flush()
+                await channel.close()
+            }
         }
     }
 
-    private func setDeadline(_ id: Int, after duration: Duration?) {
+    /// `answers`: the deadline is a request head's (see `Connection.deadlineAnswers`).
+    private func setDeadline(_ id: Int, after duration: Duration?, answers: Bool = false) {
         connections[id]?.deadline = duration.map { .now + $0 }
+        connections[id]?.deadlineAnswers = answers && duration != nil
     }
 
     // MARK: One connection
@@ -252,7 +268,7 @@ public actor HTTPServer {
                         break serving
                     }
                     if startsRequest && connections[id]?.phase == .waiting {
-                        setDeadline(id, after: configuration.headerTimeout)
+                        setDeadline(id, after: configuration.headerTimeout, answers: true)
                     }
                     parser.append(bytes)
                 } catch {
@@ -321,7 +337,8 @@ public actor HTTPServer {
             if shuttingDown { return (false, true, false) }
             connections[id]?.phase = .waiting
             // Bytes of the next request already here start its header clock now.
-            setDeadline(id, after: parser.bufferedByteCount > 0 ? configuration.headerTimeout : configuration.idleTimeout)
+            let begun = parser.bufferedByteCount > 0
+            setDeadline(id, after: begun ? configuration.headerTimeout : configuration.idleTimeout, answers: begun)
             return (true, false, false)
         case .close: return (false, true, false)
         case .closed: return (false, false, false)
