@@ -38,7 +38,8 @@ import Glibc
 /// - Timeouts: a connection waiting for its next request is closed after `idleTimeout`; one
 ///   whose request head is not complete `headerTimeout` after its first byte is closed too
 ///   (slowloris), after a 408 answer. Not done yet: a timeout for slow bodies of handlers that
-///   buffer them, or for slow readers of responses, and a limit on the number of connections.
+///   buffer them, or for slow readers of responses.
+/// - At most `maxConnections` are served at once; more wait in the listen backlog.
 public actor HTTPServer {
     public typealias Handler = @Sendable (HTTPRequest) async -> HTTPResponse
 
@@ -55,6 +56,9 @@ public actor HTTPServer {
         /// the handler called once the head is complete) instead of whole in `body`. `maxBodySize`
         /// is then the body's first `limit`, which the handler may change before it reads.
         public var streamsBodies = false
+        /// Connections served at once; at the limit, new ones wait in the listen backlog (the
+        /// kernel's queue) until one closes.
+        public var maxConnections = Int.max
         /// The `Server` header of every response that has none; nil sends none.
         public var serverHeader: String? = "roost/\(RoostVersion.string)"
 
@@ -76,7 +80,15 @@ public actor HTTPServer {
     /// The open connections' count and who waits for none to be left. Behind a lock, not actor
     /// state: the body of `withCheckedContinuation` may run after a hop off the actor, by when
     /// the last connection may have gone already; the lock makes the check and the wait one step.
-    private let drain = Mutex<(open: Int, waiters: [CheckedContinuation<Void, Never>])>((0, []))
+    private let drain = Mutex(Counts())
+
+    private struct Counts {
+        var open = 0
+        /// Waiting for no connection to be left.
+        var waiters: [CheckedContinuation<Void, Never>] = []
+        /// The accept loop, waiting for a connection to go (at `maxConnections`).
+        var acceptor: CheckedContinuation<Void, Never>?
+    }
     private var ticker: LoopTimer?
     private var cachedDate: (second: Int, text: String) = (0, "")
 
@@ -109,6 +121,8 @@ public actor HTTPServer {
     public func run() async {
         startTicker()
         while !shuttingDown {
+            await waitForRoom()
+            if shuttingDown { break }
             let channel: StreamChannel
             do {
                 channel = try await listener.accept()
@@ -152,6 +166,7 @@ public actor HTTPServer {
         guard !shuttingDown else { return }
         shuttingDown = true
         listener.assumeIsolated { $0.close() }
+        wakeAcceptor()
         for connection in connections.values {
             switch connection.phase {
             case .waiting: connection.channel.assumeIsolated { $0.close() }
@@ -180,6 +195,23 @@ public actor HTTPServer {
         }
     }
 
+    /// Returns at once below `maxConnections`, else when a connection has gone (or at shutdown).
+    private func waitForRoom() async {
+        let limit = configuration.maxConnections
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let room = drain.withLock { state -> Bool in
+                if state.open < limit { return true }
+                state.acceptor = continuation
+                return false
+            }
+            if room { continuation.resume() }
+        }
+    }
+
+    private func wakeAcceptor() {
+        drain.withLock { state in defer { state.acceptor = nil }; return state.acceptor }?.resume()
+    }
+
     private func remove(_ id: Int) {
         guard connections.removeValue(forKey: id) != nil else { return }
         // After a burst of connections (thousands) has mostly gone, the memory malloc kept for
@@ -188,12 +220,14 @@ public actor HTTPServer {
             peakConnections = connections.count
             MemoryRelease.returnFreeMemory()
         }
-        let waiters = drain.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let (waiters, acceptor) = drain.withLock { state -> ([CheckedContinuation<Void, Never>], CheckedContinuation<Void, Never>?) in
             state.open -= 1
-            guard state.open == 0 else { return [] }
+            defer { state.acceptor = nil }
+            guard state.open == 0 else { return ([], state.acceptor) }
             defer { state.waiters = [] }
-            return state.waiters
+            return (state.waiters, state.acceptor)
         }
+        acceptor?.resume()
         for waiter in waiters { waiter.resume() }
     }
 

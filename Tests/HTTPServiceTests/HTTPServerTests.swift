@@ -295,4 +295,33 @@ private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
             #expect(answers[0].head.headers["Set-Cookie"] == nil)
         }
     }
+
+    @Test func atTheConnectionLimitANewClientWaitsUntilOneCloses() async throws {
+        var configuration = HTTPServer.Configuration()
+        configuration.maxConnections = 2
+        try await withServer(configuration, handler: echo) { harness in
+            let first = try await harness.connect()
+            let second = try await harness.connect()
+            for channel in [first, second] {
+                try await channel.write(bytes("GET /kept HTTP/1.1\r\nHost: x\r\n\r\n"))
+                #expect(try await readResponse(from: channel).status == 200)
+            }
+            // The third is connected by the kernel and its request sent, but not served...
+            let third = try await harness.connect()
+            try await third.write(bytes("GET /third HTTP/1.1\r\nHost: x\r\n\r\n"))
+            // ...while the first two still are (a round trip on each: the server has seen it all).
+            for channel in [first, second] {
+                try await channel.write(bytes("GET /again HTTP/1.1\r\nHost: x\r\n\r\n"))
+                #expect(try await readResponse(from: channel).status == 200)
+            }
+            #expect(await harness.server.connectionCount == 2)
+            // One goes: the third is taken and answered.
+            await first.close()
+            let answer = try await readResponse(from: third)
+            #expect(answer.status == 200 && text(answer.body).hasPrefix("GET /third"))
+            #expect(await harness.server.connectionCount == 2)
+            await second.close()
+            await third.close()
+        }
+    }
 }
