@@ -8,12 +8,6 @@ import Testing
 import Glibc
 #endif
 
-private let quiet: Logger = {
-    var logger = Logger(label: "cgi-test")
-    logger.logLevel = .critical
-    return logger
-}()
-
 private func cgiRequest(_ target: String, method: String = "GET", body: [UInt8] = [], headers: HTTPHeaders = ["Host": "test.local"]) -> CGIRequest {
     CGIRequest(request: HTTPRequest(method: method, target: target, headers: headers, body: body), serverName: "127.0.0.1",
                serverPort: 8080, remoteAddress: "127.0.0.1", remotePort: 40000, serverSoftware: "roost/test")
@@ -73,7 +67,7 @@ private func readSomeThenDrop(_ outcome: CGIGateway.Outcome) async -> Int {
         defer { loop.shutdown() }
         try await withHangGuard {
             let script = #"printf 'Status: 201 Made\r\nContent-Type: text/plain\r\nX-Q: %s\r\n\r\n' "$QUERY_STRING"; echo "$REQUEST_METHOD $SCRIPT_NAME $SERVER_NAME""#
-            let outcome = await CGIGateway.run(shell(script), for: cgiRequest("/hi?a=1"), requestID: "r1", on: loop, logger: quiet)
+            let outcome = await CGIGateway.run(shell(script), for: cgiRequest("/hi?a=1"), requestID: "r1", on: loop, logger: quietLogger)
             let response = try #require(await collect(outcome))
             #expect(response.status == 201)
             #expect(response.headers["X-Q"] == "a=1" && response.headers["Content-Type"] == "text/plain")
@@ -89,7 +83,7 @@ private func readSomeThenDrop(_ outcome: CGIGateway.Outcome) async -> Int {
             var body = [UInt8](repeating: 0, count: 8 << 20)
             body.withUnsafeMutableBytes { raw in for i in 0..<raw.count { raw[i] = UInt8(truncatingIfNeeded: i &* 31 &+ i >> 9) } }
             let outcome = await CGIGateway.run(shell("printf 'Content-Type: application/octet-stream\\n\\n'; exec cat"),
-                                               for: cgiRequest("/echo", method: "POST", body: body), requestID: "r2", on: loop, logger: quiet)
+                                               for: cgiRequest("/echo", method: "POST", body: body), requestID: "r2", on: loop, logger: quietLogger)
             let response = try #require(await collect(outcome))
             #expect(response.status == 200)
             #expect(response.body.count == body.count)
@@ -105,7 +99,7 @@ private func readSomeThenDrop(_ outcome: CGIGateway.Outcome) async -> Int {
             var program = shell("sleep 1000 & sleep 1000; wait", timeout: .milliseconds(200))
             program.environment["CGI_TEST_MARK"] = marker
             let started = ContinuousClock.now
-            let response = try #require(await collect(await CGIGateway.run(program, for: cgiRequest("/slow"), requestID: "r3", on: loop, logger: quiet)))
+            let response = try #require(await collect(await CGIGateway.run(program, for: cgiRequest("/slow"), requestID: "r3", on: loop, logger: quietLogger)))
             #expect(response.status == 504)
             #expect(ContinuousClock.now - started < .seconds(10))
             #expect(processesMarked(marker).isEmpty)
@@ -117,11 +111,11 @@ private func readSomeThenDrop(_ outcome: CGIGateway.Outcome) async -> Int {
         let loop = EventLoop()
         defer { loop.shutdown() }
         try await withHangGuard {
-            let response = try #require(await collect(await CGIGateway.run(shell(script), for: cgiRequest("/x"), requestID: "r4", on: loop, logger: quiet)))
+            let response = try #require(await collect(await CGIGateway.run(shell(script), for: cgiRequest("/x"), requestID: "r4", on: loop, logger: quietLogger)))
             #expect(response.status == 502)
         }
         let missing = CGIProgram(arguments: ["/nonexistent/program"])
-        let response = try #require(await collect(await CGIGateway.run(missing, for: cgiRequest("/x"), requestID: "r5", on: loop, logger: quiet)))
+        let response = try #require(await collect(await CGIGateway.run(missing, for: cgiRequest("/x"), requestID: "r5", on: loop, logger: quietLogger)))
         #expect(response.status == 502)
     }
 
@@ -134,7 +128,7 @@ private func readSomeThenDrop(_ outcome: CGIGateway.Outcome) async -> Int {
             program.environment["CGI_TEST_MARK"] = marker
             // Read a little, then drop the stream as a server does when its client goes away
             // (no reference to it is left once this call returns).
-            let seen = await readSomeThenDrop(await CGIGateway.run(program, for: cgiRequest("/endless"), requestID: "r6", on: loop, logger: quiet))
+            let seen = await readSomeThenDrop(await CGIGateway.run(program, for: cgiRequest("/endless"), requestID: "r6", on: loop, logger: quietLogger))
             #expect(seen > 100_000)
             // The end is asynchronous: wait for the process to be gone.
             while !processesMarked(marker).isEmpty { try await loop.sleep(for: .milliseconds(10)) }

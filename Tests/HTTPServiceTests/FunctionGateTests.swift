@@ -53,13 +53,8 @@ import Glibc
                 queue: 0
               - {name: slow-route, kind: http.endpoint, path: /slow, func: slow}
             """
-        let file = RegistryFile.parse(yaml, path: "site.yaml")
-        let state = Dictionary(uniqueKeysWithValues: file.entries.map { ($0.id, $0) })
-        let (site, problems) = Site.build(from: state, registryRoot: folder)
-        #expect(problems.isEmpty, "\(problems)")
-        var logger = Logger(label: "gate-test")
-        logger.logLevel = .critical
-        let router = SiteRouter(runner: FunctionRunner(loop: loop, logger: logger, software: "roost/test"), logger: logger)
+        let site = try site(fromYAML: yaml, root: folder)
+        let router = testRouter(loop)
         router.replace(site)
         let service = EntryID("app:web")!
         let first = Task { await router.handle(HTTPRequest(method: "GET", target: "/slow"), service: service) }

@@ -9,12 +9,6 @@ import Testing
 import Glibc
 #endif
 
-private func runner(_ loop: EventLoop) -> FunctionRunner {
-    var logger = Logger(label: "json-test")
-    logger.logLevel = .critical
-    return FunctionRunner(loop: loop, logger: logger, software: "roost/test")
-}
-
 private func jsonFunction(_ script: String) -> FunctionDefinition {
     FunctionDefinition(id: EntryID("app:f")!, exec: ["/bin/sh", "-c", script], workdir: nil, env: ["PATH": "/usr/bin:/bin"],
                        wireProtocol: .json, timeout: .seconds(10), concurrency: 2, queue: 2)
@@ -66,7 +60,7 @@ private func body(of outcome: CGIGateway.Outcome) async -> (Int, HTTPHeaders, St
     @Test func aJSONFunctionGetsTheEnvelopeOnStdinAndAnswersJSONOrCGI() async throws {
         let loop = EventLoop()
         defer { loop.shutdown() }
-        let functions = runner(loop)
+        let functions = testRunner(loop)
         try await withHangGuard {
             // Echoes the envelope back as its body, with a status and a header of its own.
             let echo = jsonFunction(#"envelope=$(cat); printf '  {"status": 202, "headers": {"X-Len": "%s"}, "body": %s}' "$CONTENT_LENGTH" "$envelope""#)
@@ -94,7 +88,7 @@ private func body(of outcome: CGIGateway.Outcome) async -> (Int, HTTPHeaders, St
     @Test func callRunsAFunctionOfTheCurrentTableWithAJSONBody() async throws {
         let loop = EventLoop()
         defer { loop.shutdown() }
-        let functions = runner(loop)
+        let functions = testRunner(loop)
         try await withHangGuard {
             functions.replace([EntryID("app:f")!: jsonFunction(#"envelope=$(cat); printf '{"body": %s}' "$envelope""#)])
             let response = try #require(await functions.call(EntryID("app:f")!, body: ["a": 1], requestID: "c1"))
@@ -110,7 +104,7 @@ private func body(of outcome: CGIGateway.Outcome) async -> (Int, HTTPHeaders, St
     @Test func aBodyThatStopsComingIs408AndFreesTheFunctionsPlace() async throws {
         let loop = EventLoop()
         defer { loop.shutdown() }
-        let functions = runner(loop)
+        let functions = testRunner(loop)
         let echo = FunctionDefinition(id: EntryID("app:cat")!, exec: ["/bin/sh", "-c", "printf 'Content-Type: text/plain\\n\\n'; exec cat"],
                                       workdir: nil, env: ["PATH": "/usr/bin:/bin"], wireProtocol: .cgi, timeout: .milliseconds(300),
                                       concurrency: 1, queue: 0)

@@ -11,15 +11,6 @@ import TestSupport
 import Glibc
 #endif
 
-/// The site of `yaml` (no problems expected).
-private func site(_ yaml: String, root: String) throws -> Site {
-    let file = RegistryFile.parse(yaml, path: "site.yaml")
-    let state = Dictionary(uniqueKeysWithValues: file.entries.map { ($0.id, $0) })
-    let (site, problems) = Site.build(from: state, registryRoot: root)
-    try #require(problems.isEmpty, "\(problems)")
-    return site
-}
-
 private func text(of response: HTTPResponse) async -> String {
     switch response.body {
     case .bytes(let bytes): return String(decoding: bytes, as: UTF8.self)
@@ -38,10 +29,8 @@ private func text(of response: HTTPResponse) async -> String {
         defer { removeTree(folder) }
         let loop = EventLoop()
         defer { loop.shutdown() }
-        var logger = Logger(label: "swap-test")
-        logger.logLevel = .critical
-        let router = SiteRouter(runner: FunctionRunner(loop: loop, logger: logger, software: "roost/test"), logger: logger)
-        let old = try site("""
+        let router = testRouter(loop)
+        let old = try site(fromYAML: """
             namespace: app
             entries:
               - {name: web, kind: http.service, listen: '127.0.0.1:1'}
@@ -50,7 +39,7 @@ private func text(of response: HTTPResponse) async -> String {
                 exec: [/bin/sh, -c, 'touch \(folder)/started; while [ ! -e \(folder)/go ]; do sleep 0.02; done; printf "Content-Type: text/plain\\n\\nold\\n"']
               - {name: work-route, kind: http.endpoint, path: /work, func: work}
             """, root: folder)
-        let new = try site("""
+        let new = try site(fromYAML: """
             namespace: app
             entries:
               - {name: web, kind: http.service, listen: '127.0.0.1:1'}
@@ -90,7 +79,7 @@ private func text(of response: HTTPResponse) async -> String {
         }
         // Site A serves folder a under /files, site B folder b.
         func version(_ name: String) throws -> Site {
-            try site("""
+            try site(fromYAML: """
                 namespace: app
                 entries:
                   - {name: web, kind: http.service, listen: '127.0.0.1:1'}
@@ -100,9 +89,7 @@ private func text(of response: HTTPResponse) async -> String {
         let a = try version("a"), b = try version("b")
         let loop = EventLoop()
         defer { loop.shutdown() }
-        var logger = Logger(label: "swap-test")
-        logger.logLevel = .critical
-        let router = SiteRouter(runner: FunctionRunner(loop: loop, logger: logger, software: "roost/test"), logger: logger)
+        let router = testRouter(loop)
         router.replace(a)
         let service = EntryID("app:web")!
         try await withHangGuard {

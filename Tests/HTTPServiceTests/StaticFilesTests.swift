@@ -86,9 +86,7 @@ private func withStaticSite(_ body: @escaping @Sendable (Harness, StaticSite, Si
     try #require(problems.isEmpty, "\(problems)")
     let loop = EventLoop(name: "static-router")
     defer { loop.shutdown() }
-    var logger = Logger(label: "static-test")
-    logger.logLevel = .critical
-    let router = SiteRouter(runner: FunctionRunner(loop: loop, logger: logger, software: "roost/test"), logger: logger)
+    let router = testRouter(loop)
     router.replace(built)
     let service = EntryID("app:web")!
     try await withServer(handler: { await router.handle($0, service: service) }) { harness in

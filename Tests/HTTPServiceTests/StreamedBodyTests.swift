@@ -38,7 +38,7 @@ private func cgi(_ script: String, on loop: EventLoop, timeout: Duration = .seco
         let cgi = CGIRequest(request: request, serverName: "t", serverPort: 80, remoteAddress: "", remotePort: 0,
                              serverSoftware: "roost/test")
         guard case .response(let response) = await CGIGateway.run(program, for: cgi, requestID: "test", on: loop,
-                                                                     logger: Logger(label: "test")) else {
+                                                                     logger: quietLogger) else {
             return .text(status: 500, "redirect\n")
         }
         return response

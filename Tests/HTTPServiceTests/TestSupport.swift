@@ -1,5 +1,7 @@
 import Core
 import HTTPService
+import Logging
+import Registry
 import Testing
 
 #if canImport(Glibc)
@@ -14,7 +16,7 @@ struct HangError: Error, CustomStringConvertible {
 /// Runs `operation`; if it has not finished within `limit`, records a failure and cancels it, so
 /// a broken implementation fails the test instead of hanging the run. A hang guard only: 30 s
 /// is far beyond what any of these tests takes.
-func withHangGuard<T: Sendable>(_ limit: Duration = .seconds(30), sourceLocation: SourceLocation = #_sourceLocation,
+func withHangGuard<T: Sendable>(_ limit: Duration = .seconds(30), sourceLocation: Testing.SourceLocation = #_sourceLocation,
                                 _ operation: @escaping @Sendable () async throws -> T) async throws -> T {
     try await withThrowingTaskGroup(of: T?.self) { group in
         group.addTask { try await operation() }
@@ -45,7 +47,7 @@ struct Harness: Sendable {
 /// Starts a server with `handler`, runs `body` under a hang guard, then shuts the server and
 /// its loop down and removes the folder, whether `body` failed or not.
 func withServer(_ configuration: HTTPServer.Configuration = HTTPServer.Configuration(),
-                hangLimit: Duration = .seconds(30), sourceLocation: SourceLocation = #_sourceLocation,
+                hangLimit: Duration = .seconds(30), sourceLocation: Testing.SourceLocation = #_sourceLocation,
                 handler: @escaping HTTPServer.Handler,
                 _ body: @escaping @Sendable (Harness) async throws -> Void) async throws {
     var template = Array("/tmp/roost-http-XXXXXX".utf8CString)
@@ -185,4 +187,31 @@ struct RequestCase: Sendable, CustomTestStringConvertible {
     let request: String
     var status = 400
     var testDescription: String { name }
+}
+
+/// A logger that says only what is critical: the tests check outcomes, not log lines.
+let quietLogger: Logger = {
+    var logger = Logger(label: "http-test")
+    logger.logLevel = .critical
+    return logger
+}()
+
+/// A function runner on `loop`, logging quietly.
+func testRunner(_ loop: EventLoop) -> FunctionRunner {
+    FunctionRunner(loop: loop, logger: quietLogger, software: "roost/test")
+}
+
+/// A router on `loop` with its own runner, logging quietly.
+func testRouter(_ loop: EventLoop) -> SiteRouter {
+    SiteRouter(runner: testRunner(loop), logger: quietLogger)
+}
+
+/// The site of a registry file's text (relative paths against `root`); the test fails when the
+/// site has problems.
+func site(fromYAML yaml: String, root: String?, sourceLocation: Testing.SourceLocation = #_sourceLocation) throws -> Site {
+    let file = RegistryFile.parse(yaml, path: "site.yaml")
+    try #require(file.errors.isEmpty, "\(file.errors)", sourceLocation: sourceLocation)
+    let (site, problems) = Site.build(from: Dictionary(uniqueKeysWithValues: file.entries.map { ($0.id, $0) }), registryRoot: root)
+    try #require(problems.isEmpty, "\(problems)", sourceLocation: sourceLocation)
+    return site
 }
