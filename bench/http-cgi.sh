@@ -17,15 +17,10 @@
 # CONNECTIONS (32), THREADS (2). Needs gcc, wrk, lighttpd, nginx, fcgiwrap, curl (make bench-deps).
 set -euo pipefail
 roost=$(realpath "${1:-.build/release/roost}")
-seconds=${SECONDS_RUN:-10}
-warmup=${WARMUP:-3}
-connections=${CONNECTIONS:-32}
-threads=${THREADS:-2}
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
-for tool in gcc wrk lighttpd nginx fcgiwrap curl; do
-  command -v "$tool" >/dev/null || { echo "$tool is missing: make bench-deps installs it" >&2; exit 1; }
-done
+wrk_settings
+require_tools gcc wrk lighttpd nginx fcgiwrap curl
 [ -x "$roost" ] || { echo "no roost at $roost: make release builds it" >&2; exit 1; }
 
 make_workspace cgi

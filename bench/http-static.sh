@@ -12,16 +12,11 @@
 # has no http.static yet; then there is no ratio).
 set -euo pipefail
 roost=$(realpath "${1:-.build/release/roost}")
-seconds=${SECONDS_RUN:-10}
-warmup=${WARMUP:-3}
-connections=${CONNECTIONS:-32}
-threads=${THREADS:-2}
 nginx_only=${NGINX_ONLY:-0}
 here=$(cd "$(dirname "$0")" && pwd)
 source "$here/lib.sh"
-for tool in wrk nginx curl; do
-  command -v "$tool" >/dev/null || { echo "$tool is missing: make bench-deps installs it" >&2; exit 1; }
-done
+wrk_settings
+require_tools wrk nginx curl
 
 make_workspace static
 

@@ -96,3 +96,19 @@ start() {
   setsid "$@" >"$log" 2>&1 </dev/null &
   groups+=($!)
 }
+
+# wrk_settings: seconds, warmup, connections, threads from SECONDS_RUN (10), WARMUP (3),
+# CONNECTIONS (32), THREADS (2).
+wrk_settings() {
+  seconds=${SECONDS_RUN:-10}
+  warmup=${WARMUP:-3}
+  connections=${CONNECTIONS:-32}
+  threads=${THREADS:-2}
+}
+
+# require_tools TOOL...: exits with a line naming the first one missing.
+require_tools() {
+  for tool in "$@"; do
+    command -v "$tool" >/dev/null || { echo "$tool is missing: make bench-deps installs it" >&2; exit 1; }
+  done
+}
