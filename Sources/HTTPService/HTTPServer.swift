@@ -101,6 +101,9 @@ public actor HTTPServer {
         var deadline: ContinuousClock.Instant?
         /// The deadline is the header timeout of a request begun: it is answered 408 when it passes.
         var deadlineAnswers = false
+        /// That deadline passed: the 408 and the close are under way; what the client sends now
+        /// is not served.
+        var expired = false
         var writer: Task<(StreamOutcome, Int), Never>?
     }
 
@@ -260,6 +263,7 @@ public actor HTTPServer {
             }
             // A request begun and not completed in time: 408, then the connection closes (which
             // ends the connection's task, waiting for the rest of the head).
+            connections[id]?.expired = true
             let timeout = HTTPError(.timeout, "the request head did not come within \(configuration.headerTimeout)")
             Task(executorPreference: loop) {
                 await self.refuse(timeout, on: channel)
@@ -285,6 +289,7 @@ public actor HTTPServer {
         let peer = await channel.peerCredentials()
         var peerClosed = false
         var closeGently = false
+        var expired = false
         serving: while true {
             let parts: [HTTPMessageParser.Part]
             do {
@@ -299,6 +304,11 @@ public actor HTTPServer {
                 do {
                     guard let bytes = try await channel.read() else {
                         peerClosed = true
+                        break serving
+                    }
+                    // Came after the header timeout: the 408 is being sent, and it closes.
+                    if connections[id]?.expired == true {
+                        expired = true
                         break serving
                     }
                     if startsRequest && connections[id]?.phase == .waiting {
@@ -357,8 +367,10 @@ public actor HTTPServer {
                 }
             }
         }
-        if closeGently && !peerClosed { await linger(on: channel, id: id) }
-        await channel.close()
+        if !expired {
+            if closeGently && !peerClosed { await linger(on: channel, id: id) }
+            await channel.close()
+        }
         remove(id)
     }
 
