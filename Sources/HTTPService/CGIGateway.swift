@@ -51,7 +51,7 @@ public enum CGIGateway {
         var request = request
         let streamed = request.request.streamedBody
         // A chunked body has no length, which CGI needs (CONTENT_LENGTH): it is spooled to an
-        // unnamed temporary file first, which becomes the program's stdin.
+        // unlinked temporary file first, which becomes the program's stdin.
         var spooled: Int32 = -1
         if let streamed, streamed.declaredLength == nil {
             do {
