@@ -77,6 +77,8 @@ for _ in $(seq 50); do
   [ "$(ls "/proc/$roost_pid/fd" | wc -l)" -le $((descriptors - opened + 16)) ] && break
   sleep 0.1
 done
+# After a burst has mostly closed, the server gives free memory back a second later (its ticker).
+sleep 2
 after=$(rss_kib "$roost_pid")
 echo "roost resident memory after they closed: $after KiB ($(ls "/proc/$roost_pid/fd" | wc -l) descriptors)"
 if [ "$opened" -gt 0 ]; then

@@ -76,6 +76,8 @@ public actor HTTPServer {
     /// The most connections open at once since memory was last given back.
     private var peakConnections = 0
     private static let burst = 1024
+    /// When to give free memory back after a burst (see `remove`).
+    private var trimAt: ContinuousClock.Instant?
     private var shuttingDown = false
     /// The open connections' count and who waits for none to be left. Behind a lock, not actor
     /// state: the body of `withCheckedContinuation` may run after a hop off the actor, by when
@@ -218,10 +220,11 @@ public actor HTTPServer {
     private func remove(_ id: Int) {
         guard connections.removeValue(forKey: id) != nil else { return }
         // After a burst of connections (thousands) has mostly gone, the memory malloc kept for
-        // them goes back to the system, once per burst.
+        // them goes back to the system, once per burst: a second later, on the ticker, when the
+        // connections' tasks and channels have been freed too.
         if peakConnections >= Self.burst, connections.count <= peakConnections / 8 {
             peakConnections = connections.count
-            MemoryRelease.returnFreeMemory()
+            trimAt = .now + .seconds(1)
         }
         let (waiters, acceptor) = drain.withLock { state -> ([CheckedContinuation<Void, Never>], CheckedContinuation<Void, Never>?) in
             state.open -= 1
@@ -253,6 +256,10 @@ public actor HTTPServer {
 
     private func expireDeadlines() {
         let now = ContinuousClock.now
+        if let trimAt, trimAt <= now {
+            self.trimAt = nil
+            MemoryRelease.returnFreeMemory()
+        }
         for (id, connection) in connections {
             guard let deadline = connection.deadline, deadline <= now else { continue }
             connections[id]?.deadline = nil
