@@ -13,8 +13,15 @@
 #   64) the function gate, not the server, would set the rate, and wrk's connections beyond 72
 #   would get 503s. lighttpd and nginx put no such limit on CGI processes (fcgiwrap: 4 at once).
 #
+# - One file: every server runs the very same hello.cgi (in lighttpd's document root). Two copies of
+#   one binary are not equal here: a freshly written file's page cache can cost its every exec more
+#   page-table work than another copy's, enough to move a ratio by several percent.
+# - Rounds: the three servers are measured one after the other, ROUNDS times over, and the ratio is
+#   the median of the rounds' ratios; this machine's speed drifts by more than 10% within a minute.
+#
 # Usage: bench/http-cgi.sh [path/to/roost] ; environment: SECONDS_RUN (10), WARMUP (3),
-# CONNECTIONS (32), THREADS (2). Needs gcc, wrk, lighttpd, nginx, fcgiwrap, curl (make bench-deps).
+# CONNECTIONS (32), THREADS (2), ROUNDS (3). Needs gcc, wrk, lighttpd, nginx, fcgiwrap, curl
+# (make bench-deps).
 set -euo pipefail
 roost=$(realpath "${1:-.build/release/roost}")
 here=$(cd "$(dirname "$0")" && pwd)
@@ -25,7 +32,9 @@ require_tools gcc wrk lighttpd nginx fcgiwrap curl
 
 make_workspace cgi
 
-gcc -static -O2 -o "$work/hello.cgi" "$here/cgi/hello.c"
+mkdir -p "$work/lighttpd"
+program="$work/lighttpd/hello.cgi"
+gcc -static -O2 -o "$program" "$here/cgi/hello.c"
 expected="hello from cgi: GET ?"
 machine_line
 echo "roost: $roost; wrk -t$threads -c$connections -d${seconds}s after a ${warmup}s warm-up, one server at a time"
@@ -39,7 +48,7 @@ entries:
   - {name: web, kind: http.service, listen: '127.0.0.1:$roost_port'}
   - name: hello
     kind: swiftlet.function
-    exec: [$work/hello.cgi]
+    exec: [$program]
     concurrency: 256
     queue: 4096
   - {name: hello-route, kind: http.endpoint, method: GET, path: /cgi/hello, func: hello}
@@ -49,8 +58,6 @@ wait_port "$roost_port" || { cat "$work/roost.log"; exit 1; }
 
 # lighttpd, mod_cgi
 lighttpd_port=$(free_port)
-mkdir -p "$work/lighttpd"
-cp "$work/hello.cgi" "$work/lighttpd/hello.cgi"
 cat > "$work/lighttpd.conf" <<CONF
 server.document-root = "$work/lighttpd"
 server.bind = "127.0.0.1"
@@ -84,7 +91,7 @@ http {
     listen 127.0.0.1:$nginx_port;
     location = /cgi/hello {
       include /etc/nginx/fastcgi_params;
-      fastcgi_param SCRIPT_FILENAME $work/hello.cgi;
+      fastcgi_param SCRIPT_FILENAME $program;
       fastcgi_pass unix:$work/fcgiwrap.sock;
     }
   }
@@ -98,12 +105,18 @@ check_answer lighttpd-mod_cgi "http://127.0.0.1:$lighttpd_port/hello.cgi" "$expe
 check_answer nginx+fcgiwrap "http://127.0.0.1:$nginx_port/cgi/hello" "$expected"
 
 : > "$work/rates"
+rounds=${ROUNDS:-3}
 # The cpu column: CPU time per request of the server's processes and the CGI programs they reaped.
-run_wrk roost "http://127.0.0.1:$roost_port/cgi/hello" "$threads" "$connections" "$seconds" "$warmup" "${groups[0]}"
-run_wrk lighttpd-mod_cgi "http://127.0.0.1:$lighttpd_port/hello.cgi" "$threads" "$connections" "$seconds" "$warmup" "${groups[1]}"
-run_wrk nginx+fcgiwrap "http://127.0.0.1:$nginx_port/cgi/hello" "$threads" "$connections" "$seconds" "$warmup" "${groups[2]} ${groups[3]}"
+for round in $(seq "$rounds"); do
+  echo "round $round of $rounds:"
+  run_wrk roost "http://127.0.0.1:$roost_port/cgi/hello" "$threads" "$connections" "$seconds" "$warmup" "${groups[0]}"
+  run_wrk lighttpd-mod_cgi "http://127.0.0.1:$lighttpd_port/hello.cgi" "$threads" "$connections" "$seconds" "$warmup" "${groups[1]}"
+  run_wrk nginx+fcgiwrap "http://127.0.0.1:$nginx_port/cgi/hello" "$threads" "$connections" "$seconds" "$warmup" "${groups[2]} ${groups[3]}"
+  echo "round $round: $(round_ratios lighttpd-mod_cgi)"
+  mv "$work/rates" "$work/rates.$round"
+done
 echo "(nginx+fcgiwrap's cpu leaves its CGI programs out: fcgiwrap's workers ignore SIGCHLD, so the kernel"
 echo " reaps the programs and their time is added to no process; roost's and lighttpd's include them)"
-echo "ratio to lighttpd (target for roost: 1.30x):"
-print_ratios lighttpd-mod_cgi
+echo "median ratio to lighttpd over $rounds rounds (target for roost: 1.30x):"
+median_ratios lighttpd-mod_cgi "$work"/rates.*
 echo "roost resident memory after the run: $(( $(rss_kib "${groups[0]}") / 1024 )) MiB"

@@ -72,6 +72,34 @@ print_ratios() {
   }' "$work/rates"
 }
 
+# round_ratios BASE: each other server's rate in $work/rates as a multiple of BASE's, on one line.
+round_ratios() {
+  awk -v base="$1" '{ rate[$1] = $2; order[NR] = $1 } END {
+    for (i = 1; i <= NR; i++) if (order[i] != base && rate[base] > 0) printf "%s %.2fx  ", order[i], rate[order[i]] / rate[base]
+    print ""
+  }' "$work/rates"
+}
+
+# median_ratios BASE FILE...: each server's median, over the FILEs (one round's rates each), of its
+# rate divided by BASE's rate in the same round.
+median_ratios() {
+  local base=$1; shift
+  awk -v base="$base" '
+    FNR == 1 { round++ }
+    { rate[round, $1] = $2; if (!($1 in seen)) { seen[$1] = 1; order[++count] = $1 } }
+    END {
+      for (i = 1; i <= count; i++) {
+        name = order[i]; n = 0
+        for (r = 1; r <= round; r++) if (rate[r, base] > 0) ratio[++n] = rate[r, name] / rate[r, base]
+        for (a = 1; a <= n; a++) for (b = a + 1; b <= n; b++) if (ratio[b] < ratio[a]) { t = ratio[a]; ratio[a] = ratio[b]; ratio[b] = t }
+        median = n % 2 ? ratio[(n + 1) / 2] : (ratio[n / 2] + ratio[n / 2 + 1]) / 2
+        printf "%-22s %5.2fx %s (rounds:", name, median, base
+        for (a = 1; a <= n; a++) printf " %.2f", ratio[a]
+        print ")"
+      }
+    }' "$@"
+}
+
 # rss_kib PID: the resident memory of PID in KiB (VmRSS of /proc/PID/status).
 rss_kib() {
   awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
