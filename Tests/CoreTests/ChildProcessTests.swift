@@ -90,13 +90,14 @@ private func readLine(_ channel: StreamChannel) async throws -> String? {
     return String(decoding: bytes.prefix { $0 != UInt8(ascii: "\n") }, as: UTF8.self)
 }
 
-/// Handles of the loop that are open and not closing, besides the loop's wakeup (its only async handle).
+/// Handles of the loop that are open and not closing, besides the loop's two wakeups (its only async and idle handles).
 /// Loop thread only.
 func openHandleCount(_ loop: EventLoop) -> Int {
     var count = 0
     withUnsafeMutablePointer(to: &count) { counter in
         uv_walk(loop.uv, { handle, arg in
-            guard let handle, uv_is_closing(handle) == 0, handle.pointee.type != UV_ASYNC else { return }
+            // The loop's own wakeups (an async and an idle handle) are not counted.
+            guard let handle, uv_is_closing(handle) == 0, handle.pointee.type != UV_ASYNC, handle.pointee.type != UV_IDLE else { return }
             arg!.assumingMemoryBound(to: Int.self).pointee += 1
         }, counter)
     }
