@@ -10,6 +10,7 @@
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -255,6 +256,18 @@ int roost_output_pipe(int fds[2]) {
     return pipe2(fds, O_CLOEXEC) == 0 ? 0 : -errno;
 }
 
+int roost_output_pipe_nonblocking(int fds[2]) {
+    if (pipe2(fds, O_CLOEXEC) != 0) return -errno;
+    // Only the host's end: the child's stays blocking, as programs expect of their stdout.
+    if (fcntl(fds[0], F_SETFL, O_NONBLOCK) != 0) {
+        int error = errno;
+        close(fds[0]);
+        close(fds[1]);
+        return -error;
+    }
+    return 0;
+}
+
 void roost_set_thread_name(const char *name) {
     prctl(PR_SET_NAME, name, 0, 0, 0);
 }
@@ -265,4 +278,27 @@ int roost_single_malloc_arena(void) {
 
 int roost_trim_memory(void) {
     return malloc_trim(0);
+}
+
+int roost_watch_create(void) {
+    int fd = epoll_create1(EPOLL_CLOEXEC);
+    return fd >= 0 ? fd : -errno;
+}
+
+int roost_watch_add(int watch, int fd, uint64_t tag) {
+    struct epoll_event event = {.events = EPOLLIN, .data.u64 = tag};
+    return epoll_ctl(watch, EPOLL_CTL_ADD, fd, &event) == 0 ? 0 : -errno;
+}
+
+int roost_watch_remove(int watch, int fd) {
+    return epoll_ctl(watch, EPOLL_CTL_DEL, fd, NULL) == 0 ? 0 : -errno;
+}
+
+int roost_watch_ready(int watch, uint64_t *tags, int capacity) {
+    struct epoll_event events[64];
+    if (capacity > 64) capacity = 64;
+    int count = epoll_wait(watch, events, capacity, 0);
+    if (count < 0) return -errno;
+    for (int i = 0; i < count; i++) tags[i] = events[i].data.u64;
+    return count;
 }

@@ -170,14 +170,16 @@ public actor ChildProcess {
     }
 
     /// A started child before the loop watches it.
-    private struct Launched: Sendable {
+    struct Launched: Sendable {
         let pid: Int32
         let pidfd: Int32
         /// The host's ends of the stdin, stdout and stderr pipes (-1 where there is none).
         let hostEnds: [Int32]
     }
 
-    private static func launch(_ options: ProcessOptions) throws -> Launched {
+    /// Starts the child (blocking until it has exec'd). With `pollableOutput`, the host's ends of
+    /// the stdout and stderr pipes are non-blocking, for a reader that polls them itself.
+    static func launch(_ options: ProcessOptions, pollableOutput: Bool = false) throws -> Launched {
         // Pipes: the host's end is close-on-exec (no other child inherits it), the child's end
         // becomes its standard descriptor and is closed here once the child has it.
         var hostEnds: [Int32] = [-1, -1, -1]
@@ -196,7 +198,8 @@ public actor ChildProcess {
                 var ends: [Int32] = [-1, -1]
                 // stdin: a socket pair, so the host can half-close it; stdout and stderr: a plain
                 // pipe (cheaper to make and to move bytes through), read end the host's.
-                let piped = fd == 0 ? roost_stdio_pair(&ends) : roost_output_pipe(&ends)
+                let piped = fd == 0 ? roost_stdio_pair(&ends)
+                    : pollableOutput ? roost_output_pipe_nonblocking(&ends) : roost_output_pipe(&ends)
                 guard piped == 0 else {
                     closeAll(hostEnds + childEnds)
                     throw UVError(piped, "spawn \(options.arguments[0]): pipe")
@@ -257,11 +260,7 @@ public actor ChildProcess {
         loop.preconditionInLoop()
         var channels: [StreamChannel?] = [nil, nil, nil]
         for fd in 0..<3 where launched.hostEnds[fd] >= 0 {
-            let p = LoopHandle.allocate(uv_pipe_t.self)
-            uv_pipe_init(loop.uv, p, 0)
-            let opened = uv_pipe_open(p, launched.hostEnds[fd])
-            channels[fd] = StreamChannel(loop: loop, kind: .pipe, handle: UnsafeStream(p))
-            if opened != 0 { Glibc.close(launched.hostEnds[fd]); channels[fd]?.assumeIsolated { $0.close() } }
+            channels[fd] = pipeChannel(launched.hostEnds[fd], on: loop)
         }
         let child = ChildProcess(loop: loop, pid: launched.pid, arguments: options.arguments,
                                  stdio: channels, group: options.newProcessGroup)
@@ -281,7 +280,18 @@ public actor ChildProcess {
         return child
     }
 
-    private static func stepName(_ step: Int32) -> String {
+    /// A channel for the host's end of a child's pipe (closed at once when libuv refuses it).
+    static func pipeChannel(_ descriptor: Int32, on loop: EventLoop) -> StreamChannel {
+        loop.preconditionInLoop()
+        let p = LoopHandle.allocate(uv_pipe_t.self)
+        uv_pipe_init(loop.uv, p, 0)
+        let opened = uv_pipe_open(p, descriptor)
+        let channel = StreamChannel(loop: loop, kind: .pipe, handle: UnsafeStream(p))
+        if opened != 0 { Glibc.close(descriptor); channel.assumeIsolated { $0.close() } }
+        return channel
+    }
+
+    static func stepName(_ step: Int32) -> String {
         switch UInt32(step) {
         case ROOST_SPAWN_STEP_SESSION.rawValue: ": new session"
         case ROOST_SPAWN_STEP_STDIO.rawValue: ": standard descriptors"

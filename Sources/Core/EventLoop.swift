@@ -50,6 +50,8 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     private let threadDone = Mutex<Bool>(false)
     private var thread: pthread_t = 0
     public let name: String
+    /// The epoll set of the loop's brief children (`BriefChild`), made on first use. Loop thread only.
+    var descriptorWatch: DescriptorWatch?
     /// Told of each child started on this loop; see `observeSpawns`.
     let spawnObserver = SpawnObserverSlot()
 

@@ -46,6 +46,12 @@ final class SpawnThreads: Sendable {
         }
     }
 
+    /// Runs `body` on one of the threads; returns at once.
+    func submit(_ body: @escaping @Sendable () -> Void) {
+        queue.withLock { $0.append(body) }
+        sem_post(available)
+    }
+
     private func serve() -> Never {
         while true {
             while sem_wait(available) != 0 {}

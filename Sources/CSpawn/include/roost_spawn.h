@@ -74,6 +74,8 @@ int roost_stdio_pair(int fds[2]);
 // A pipe for a child's output, both ends close-on-exec: fds[0] (read) is the host's, fds[1] the
 // child's. Cheaper to make and to move bytes through than a socket pair. Returns 0, or -errno.
 int roost_output_pipe(int fds[2]);
+// The same, with the host's end (fds[0]) non-blocking too, for a reader that polls it itself.
+int roost_output_pipe_nonblocking(int fds[2]);
 
 // Names the calling thread (at most 15 bytes are kept), as `top -H` and /proc show it.
 void roost_set_thread_name(const char *name);
@@ -85,5 +87,14 @@ int roost_single_malloc_arena(void);
 // Gives the free memory of the malloc heap back to the system (malloc_trim(0)): whole free pages
 // inside the heap too, not only at its top. Returns 1 when some was given back.
 int roost_trim_memory(void);
+
+// An epoll set for the descriptors of brief children (Core's DescriptorWatch), each registered
+// for readability with a 64-bit tag. Each returns 0 (or the count), or -errno.
+#include <stdint.h>
+int roost_watch_create(void);
+int roost_watch_add(int watch, int fd, uint64_t tag);
+int roost_watch_remove(int watch, int fd);
+// Without waiting: up to `capacity` tags of ready descriptors into `tags`; returns their count.
+int roost_watch_ready(int watch, uint64_t *tags, int capacity);
 
 #endif

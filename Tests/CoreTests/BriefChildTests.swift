@@ -1,0 +1,183 @@
+import Core
+import Glibc
+import Synchronization
+import Testing
+
+/// What a brief child's handler was told, in a form that outlives the call.
+private enum Seen: Sendable, Equatable {
+    case output([UInt8])
+    case outputEnd
+    case diagnostics([UInt8])
+    case diagnosticsEnd
+    case exited(TerminationStatus?)
+    case timedOut
+}
+
+/// The events of one child as a stream; `release` finishes when the handler is let go.
+private final class Recorder: Sendable {
+    let events: AsyncStream<Seen>
+    private let sink: AsyncStream<Seen>.Continuation
+
+    init() {
+        (events, sink) = AsyncStream.makeStream(of: Seen.self)
+    }
+
+    /// The handler keeps the recorder; when the child lets the handler go, the stream ends.
+    /// `pauseAtFirstOutput`: the handler pauses the output as the first bytes come (in that turn).
+    func handler(pauseAtFirstOutput: Bool = false) -> BriefChild.Handler {
+        let box = ReleaseSignal(sink)
+        let paused = Atomic<Bool>(false)
+        return { child, event in
+            withExtendedLifetime(box) {}
+            if pauseAtFirstOutput, case .output = event, !paused.exchange(true, ordering: .relaxed) { child.pauseOutput() }
+            switch event {
+            case .output(let bytes): box.sink.yield(.output(Array(bytes)))
+            case .outputEnd: box.sink.yield(.outputEnd)
+            case .diagnostics(let bytes): box.sink.yield(.diagnostics(Array(bytes)))
+            case .diagnosticsEnd: box.sink.yield(.diagnosticsEnd)
+            case .exited(let status): box.sink.yield(.exited(status))
+            case .timedOut: box.sink.yield(.timedOut)
+            }
+        }
+    }
+}
+
+private final class ReleaseSignal: Sendable {
+    let sink: AsyncStream<Seen>.Continuation
+    init(_ sink: AsyncStream<Seen>.Continuation) { self.sink = sink }
+    deinit { sink.finish() }
+}
+
+private func shellOptions(_ script: String) -> ProcessOptions {
+    var options = ProcessOptions(["/bin/sh", "-c", script])
+    options.stdout = .pipe
+    options.stderr = .pipe
+    options.dieWithHost = true
+    return options
+}
+
+/// Kills what is left of a test's child and its group, and reaps it if nobody did.
+private func cleanUp(_ pid: Int32) {
+    kill(-pid, SIGKILL)
+    kill(pid, SIGKILL)
+    var status: Int32 = 0
+    _ = waitpid(pid, &status, WNOHANG)
+}
+
+@Suite(.timeLimit(.minutes(1))) struct BriefChildTests {
+    @Test func outputDiagnosticsAndExitArriveAndTheHandlerIsLetGoAfter() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let recorder = Recorder()
+        let child = try await BriefChild.start(on: loop, shellOptions("printf hello; printf oops >&2; exit 3"),
+                                               timeout: .seconds(30), handler: recorder.handler())
+        defer { cleanUp(child.pid) }
+        var output: [UInt8] = []
+        var diagnostics: [UInt8] = []
+        var ends = 0
+        var status: TerminationStatus?
+        // The stream ends only when the child has let its handler go: once reaped, both pipes closed.
+        for await event in recorder.events {
+            switch event {
+            case .output(let bytes): output += bytes
+            case .diagnostics(let bytes): diagnostics += bytes
+            case .outputEnd, .diagnosticsEnd: ends += 1
+            case .exited(let exit): status = exit
+            case .timedOut: Issue.record("timed out")
+            }
+        }
+        #expect(String(decoding: output, as: UTF8.self) == "hello")
+        #expect(String(decoding: diagnostics, as: UTF8.self) == "oops")
+        #expect(ends == 2)
+        #expect(status == TerminationStatus(code: 3, signal: 0))
+        #expect(try await loop.submit { child.status } == TerminationStatus(code: 3, signal: 0))
+    }
+
+    @Test func theTimeoutIsToldAndTheGroupCanBeKilledThen() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let recorder = Recorder()
+        let child = try await BriefChild.start(on: loop, shellOptions("sleep 100 & sleep 100; wait"),
+                                               timeout: .milliseconds(100), handler: recorder.handler())
+        defer { cleanUp(child.pid) }
+        var events: [Seen] = []
+        for await event in recorder.events {
+            events.append(event)
+            if event == .timedOut {
+                // As a gateway does: the whole group goes, and so do the pipes it held.
+                #expect(try await loop.submit { child.signalGroup(SIGKILL) })
+            }
+        }
+        #expect(events.first == .timedOut)
+        #expect(events.contains(.exited(TerminationStatus(code: 0, signal: SIGKILL))))
+        #expect(events.contains(.outputEnd) && events.contains(.diagnosticsEnd))
+    }
+
+    @Test func pausedOutputIsNotReadAndNothingIsLostOnceResumed() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let recorder = Recorder()
+        let total = 1_000_000
+        let child = try await BriefChild.start(on: loop, shellOptions("head -c \(total) /dev/zero"),
+                                               timeout: .seconds(30), handler: recorder.handler(pauseAtFirstOutput: true))
+        defer { cleanUp(child.pid) }
+        var received = 0
+        var iterator = recorder.events.makeAsyncIterator()
+        // Paused at the first bytes, in the loop's turn that delivered them: the program cannot
+        // write the rest of a megabyte into a pipe nobody reads, so it cannot have ended.
+        guard case .output(let first) = await iterator.next() else {
+            Issue.record("no output first")
+            return
+        }
+        received += first.count
+        try await loop.sleep(for: .milliseconds(200))
+        let pausedAt = try await loop.submit { child.status }
+        #expect(pausedAt == nil)
+        try await loop.submit { child.resumeOutput() }
+        var status: TerminationStatus?
+        while let event = await iterator.next() {
+            switch event {
+            case .output(let bytes): received += bytes.count
+            case .exited(let exit): status = exit
+            default: break
+            }
+        }
+        #expect(received == total)
+        #expect(status == TerminationStatus(code: 0, signal: 0))
+    }
+
+    @Test func theLoopShuttingDownEndsEveryStream() async throws {
+        let loop = EventLoop()
+        let recorder = Recorder()
+        let child = try await BriefChild.start(on: loop, shellOptions("sleep 100"), timeout: nil, handler: recorder.handler())
+        defer { cleanUp(child.pid) }
+        await loop.shutdownGracefully()
+        var events: [Seen] = []
+        for await event in recorder.events { events.append(event) }
+        #expect(events.contains(.outputEnd) && events.contains(.diagnosticsEnd))
+        #expect(events.contains(.exited(nil)))
+    }
+
+    @Test func aProgramThatCannotStartThrowsAndLeavesNothingOpen() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        // One child first, so the loop's epoll set exists before the count.
+        let warm = Recorder()
+        _ = try await BriefChild.start(on: loop, shellOptions("exit 0"), timeout: nil, handler: warm.handler())
+        for await _ in warm.events {}
+        let before = try await loop.submit { openHandleCount(loop) }
+        await #expect(throws: UVError.self) {
+            _ = try await BriefChild.start(on: loop, shellOptions("").with(program: "/nonexistent/program"),
+                                           timeout: .seconds(1)) { _, _ in }
+        }
+        #expect(try await loop.submit { openHandleCount(loop) } == before)
+    }
+}
+
+private extension ProcessOptions {
+    func with(program: String) -> ProcessOptions {
+        var options = self
+        options.arguments = [program]
+        return options
+    }
+}
