@@ -32,10 +32,12 @@ public struct CGIProgram: Sendable {
 /// to the client as the program writes it, its stderr logged line by line with the request id.
 ///
 /// - Memory stays bounded both ways: the body is written while the output is read, and the output
-///   is read only as fast as the client takes it (the stream is pulled; the pipe's read limit
-///   stops reading, and the program blocks on its next write).
+///   is read at most `CGIRun.readAhead` bytes ahead of the client (then the program blocks on its
+///   next write until the client has taken some).
 /// - The timeout covers the whole exchange: before the head is complete it is a 504; later the
-///   stream ends marked as truncated (the server then closes without the body's proper end). Either way, and whenever the client goes away, the group is killed.
+///   stream ends marked as truncated (the server then closes without the body's proper end).
+///   Either way, and whenever the client goes away, the group is killed.
+/// - The process is watched by callbacks on the loop (`BriefChild`, `CGIRun`), not by tasks.
 /// - A program that cannot be started, or ends or writes garbage before a valid head, is a 502.
 /// - A local redirect (`Location: /path`) is returned as such for the caller to route again.
 public enum CGIGateway {
