@@ -220,17 +220,7 @@ public final class BriefChild: @unchecked Sendable {
             close(stream)
             deliver(stream == .output ? .outputEnd : .diagnosticsEnd)
         case .exit:
-            var raw: Int32 = 0
-            let reaped = waitpid(pid, &raw, WNOHANG)
-            if reaped == 0 || (reaped < 0 && errno == EINTR) { return }  // not yet: the poll fires again
-            let termination: TerminationStatus
-            if reaped < 0 {
-                termination = TerminationStatus(code: -1, signal: 0)  // ECHILD: someone else reaped it
-            } else if raw & 0x7f == 0 {
-                termination = TerminationStatus(code: (raw >> 8) & 0xff, signal: 0)
-            } else {
-                termination = TerminationStatus(code: 0, signal: raw & 0x7f)
-            }
+            guard let termination = TerminationStatus.reap(pid) else { return }  // not yet: the poll fires again
             status = termination
             close(.exit)
             deliver(.exited(termination))

@@ -24,6 +24,17 @@ public struct TerminationStatus: Sendable, Hashable, CustomStringConvertible {
         return "exit code \(code)"
     }
 
+    /// Reaps `pid` if it has exited (without waiting): its status, or nil when it has not exited
+    /// yet. A child someone else reaped (ECHILD) reads as exit code -1.
+    static func reap(_ pid: Int32) -> TerminationStatus? {
+        var raw: Int32 = 0
+        let reaped = waitpid(pid, &raw, WNOHANG)
+        if reaped == 0 || (reaped < 0 && errno == EINTR) { return nil }
+        if reaped < 0 { return TerminationStatus(code: -1, signal: 0) }
+        if raw & 0x7f == 0 { return TerminationStatus(code: (raw >> 8) & 0xff, signal: 0) }
+        return TerminationStatus(code: 0, signal: raw & 0x7f)
+    }
+
     public static func signalName(_ signal: Int32) -> String? {
         switch signal {
         case SIGHUP: "HUP"
@@ -306,17 +317,7 @@ public actor ChildProcess {
     /// The pidfd is readable: the child has exited; collect its status.
     private func reap() {
         guard status == nil else { return }
-        var raw: Int32 = 0
-        let reaped = waitpid(pid, &raw, WNOHANG)
-        if reaped == 0 || (reaped < 0 && errno == EINTR) { return }  // not yet: the poll fires again
-        let termination: TerminationStatus
-        if reaped < 0 {
-            termination = TerminationStatus(code: -1, signal: 0)  // ECHILD: someone else reaped it
-        } else if raw & 0x7f == 0 {
-            termination = TerminationStatus(code: (raw >> 8) & 0xff, signal: 0)
-        } else {
-            termination = TerminationStatus(code: 0, signal: raw & 0x7f)
-        }
+        guard let termination = TerminationStatus.reap(pid) else { return }  // not yet: the poll fires again
         exited(termination)
     }
 
