@@ -82,9 +82,15 @@ final class CGIRun: @unchecked Sendable {
         deciding = program.jsonAnswers
     }
 
-    /// Runs `body` on the loop thread: now when already there.
+    /// Runs `body` on the loop thread: now when already there. Once the loop has stopped its
+    /// thread is gone, and `body` runs here (nothing else touches this run then), so no waiter is
+    /// left without its answer.
     func onLoop(_ body: @escaping @Sendable () -> Void) {
-        if loop.inLoop { body() } else { loop.execute(body) }
+        if loop.inLoop {
+            body()
+        } else if !loop.execute(body) {
+            body()
+        }
     }
 
     // MARK: The handler's side
