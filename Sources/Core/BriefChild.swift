@@ -318,10 +318,12 @@ final class DescriptorWatch {
         }
         self.loop = loop
         let poll = LoopHandle.allocate(uv_poll_t.self)
-        guard uv_poll_init(loop.uv, poll, epoll) == 0 else {
+        let initialised = uv_poll_init(loop.uv, poll, epoll)
+        guard initialised == 0 else {
+            // `tags` goes with deinit, which runs for a failed init once everything is set.
             LoopHandle.free(poll)
             Glibc.close(epoll)
-            tags.deallocate()
+            errno = -initialised
             return nil
         }
         handle = poll

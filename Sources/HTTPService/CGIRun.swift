@@ -53,6 +53,12 @@ final class CGIRun: @unchecked Sendable {
     /// The outcome until the handler takes it (not kept after: a streamed body's stream refers to
     /// this run, and must be free to go when the server drops it).
     private var result: CGIGateway.Outcome?
+    /// An outcome that ends the exchange (an error, a redirect, a JSON answer): handed over once
+    /// the process is gone and its place given back (`onEnd`), so a redirect to the same function
+    /// finds its place free.
+    private var concluded: CGIGateway.Outcome?
+    /// Why the head was not valid CGI: logged once the exit status is known.
+    private var invalidReason: String?
     private var resultWaiter: CheckedContinuation<CGIGateway.Outcome, Never>?
 
     private var chunks = Deque<[UInt8]>()
@@ -254,13 +260,10 @@ final class CGIRun: @unchecked Sendable {
         case .needMore:
             return
         case .invalid(let reason):
-            logger.error("\(program.arguments[0]): invalid CGI response: \(reason)\(exitStatus.map { " (\($0))" } ?? "")",
-                         metadata: ["request": "\(requestID)"])
-            resolve(.response(.text(status: 502, "bad gateway: the function's response was not valid CGI\n")))
-            end()
+            invalidReason = reason
+            conclude(.response(.text(status: 502, "bad gateway: the function's response was not valid CGI\n")))
         case .localRedirect(let path):
-            resolve(.localRedirect(path: path))
-            end()
+            conclude(.localRedirect(path: path))
         case .response(let status, let reason, let headers, let first):
             if let length = headers["Content-Length"].flatMap({ Int($0) }), length >= 0, first.count >= length {
                 // All of it is here: it goes out with the head, and the program is seen to its end.
@@ -290,7 +293,12 @@ final class CGIRun: @unchecked Sendable {
 
     private func answerTooLarge() {
         logger.error("\(program.arguments[0]): JSON answer over \(CGIGateway.jsonAnswerLimit) bytes", metadata: ["request": "\(requestID)"])
-        resolve(.response(.text(status: 502, "bad gateway: the function's answer was too large\n")))
+        conclude(.response(.text(status: 502, "bad gateway: the function's answer was too large\n")))
+    }
+
+    /// The exchange ends with `outcome` (unless one was already given): handed over in `complete`.
+    private func conclude(_ outcome: CGIGateway.Outcome) {
+        if !resolved && concluded == nil { concluded = outcome }
         end()
     }
 
@@ -298,30 +306,32 @@ final class CGIRun: @unchecked Sendable {
     private func outputFinished() {
         guard !outputEnded else { return }
         outputEnded = true
+        // An answer already given (or on its way) needs nothing more from the output.
+        if (phase == .head || phase == .json) && (resolved || concluded != nil) { return }
         switch phase {
         case .head:
-            if let bodyFailure { return resolve(.response(CGIGateway.failure(bodyFailure))) }
-            if timedOut { return resolve(.response(.text(status: 504, "gateway timeout\n"))) }
+            if let bodyFailure { return conclude(.response(CGIGateway.failure(bodyFailure))) }
+            if timedOut { return conclude(.response(.text(status: 504, "gateway timeout\n"))) }
             if deciding {
                 deciding = false
                 _ = parser.feed(early)
                 early = []
             }
             apply(parser.finish())
-            if !resolved {
-                resolve(.response(.text(status: 502, "bad gateway: the function's response was not valid CGI\n")))
+            if !resolved && concluded == nil {
+                conclude(.response(.text(status: 502, "bad gateway: the function's response was not valid CGI\n")))
             }
         case .json:
-            if let bodyFailure { return resolve(.response(CGIGateway.failure(bodyFailure))) }
+            if let bodyFailure { return conclude(.response(CGIGateway.failure(bodyFailure))) }
             if timedOut {
                 logger.warning("\(program.arguments[0]) did not finish its answer within \(program.timeout)", metadata: ["request": "\(requestID)"])
-                return resolve(.response(.text(status: 504, "gateway timeout\n")))
+                return conclude(.response(.text(status: 504, "gateway timeout\n")))
             }
             do {
-                resolve(.response(try JSONEnvelope.response(from: answer)))
+                conclude(.response(try JSONEnvelope.response(from: answer)))
             } catch {
                 logger.error("\(program.arguments[0]): invalid JSON answer: \(error)", metadata: ["request": "\(requestID)"])
-                resolve(.response(.text(status: 502, "bad gateway: the function's answer was not a valid JSON response\n")))
+                conclude(.response(.text(status: 502, "bad gateway: the function's answer was not a valid JSON response\n")))
             }
         case .streaming:
             if let waiter = chunkWaiter {
@@ -342,6 +352,8 @@ final class CGIRun: @unchecked Sendable {
             return
         }
         ending = true
+        // A stream cut here (the client went, or the request was cancelled) must not look complete.
+        if phase == .streaming && !outputEnded { truncation.mark() }
         killedAt = ProcessTable.now()
         child.signalGroup(SIGKILL)
         child.cancelTimeout()
@@ -374,7 +386,15 @@ final class CGIRun: @unchecked Sendable {
     private func complete() {
         child?.closeDiagnostics()
         logDiagnostics(final: true)
+        if let invalidReason {
+            logger.error("\(program.arguments[0]): invalid CGI response: \(invalidReason)\(exitStatus.map { " (\($0))" } ?? "")",
+                         metadata: ["request": "\(requestID)"])
+        }
         onEnd()
+        if let concluded {
+            self.concluded = nil
+            resolve(concluded)
+        }
     }
 
     private func logDiagnostics(final: Bool) {

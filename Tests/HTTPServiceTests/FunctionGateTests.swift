@@ -71,4 +71,32 @@ import Glibc
         for await chunk in stream { body += chunk }
         #expect(String(decoding: body, as: UTF8.self) == "done\n")
     }
+
+    @Test func aLocalRedirectToTheSameFunctionFindsItsPlaceFree() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        // One place, no queue: the redirected request gets it only if the first run gave it back.
+        let yaml = """
+            namespace: app
+            entries:
+              - {name: web, kind: http.service, listen: '127.0.0.1:1'}
+              - name: hop
+                kind: swiftlet.function
+                exec: [/bin/sh, -c, 'if [ "$PATH_INFO" = /there ]; then printf "Content-Type: text/plain\\n\\narrived\\n"; else printf "Location: /hop/there\\n\\n"; fi']
+                concurrency: 1
+                queue: 0
+              - {name: hop-route, kind: http.endpoint, path: '/hop/*', func: hop}
+            """
+        let site = try site(fromYAML: yaml, root: nil)
+        let router = testRouter(loop)
+        router.replace(site)
+        let response = await router.handle(HTTPRequest(method: "GET", target: "/hop/here"), service: EntryID("app:web")!)
+        #expect(response.status == 200)
+        var body: [UInt8] = []
+        switch response.body {
+        case .bytes(let bytes): body = bytes
+        case .stream(let stream): for await chunk in stream { body += chunk }
+        }
+        #expect(String(decoding: body, as: UTF8.self) == "arrived\n")
+    }
 }
