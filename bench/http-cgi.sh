@@ -71,34 +71,15 @@ wait_port "$lighttpd_port" || { cat "$work/lighttpd.log" "$work/lighttpd.err"; e
 
 # nginx + fcgiwrap (4 workers)
 nginx_port=$(free_port)
-mkdir -p "$work/nginx/logs"
 start "$work/fcgiwrap.log" fcgiwrap -c 4 -s "unix:$work/fcgiwrap.sock"
-cat > "$work/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes auto;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $work/nginx/body;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  proxy_temp_path $work/nginx/proxy;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
-  server {
+start_nginx "$nginx_port" "  server {
     listen 127.0.0.1:$nginx_port;
     location = /cgi/hello {
       include /etc/nginx/fastcgi_params;
       fastcgi_param SCRIPT_FILENAME $program;
       fastcgi_pass unix:$work/fcgiwrap.sock;
     }
-  }
-}
-CONF
-start "$work/nginx.log" nginx -p "$work/nginx" -c "$work/nginx.conf" -e "$work/nginx/error.log"
-wait_port "$nginx_port" || { cat "$work/nginx.log" "$work/nginx/error.log"; exit 1; }
+  }"
 
 check_answer roost "http://127.0.0.1:$roost_port/cgi/hello" "$expected"
 check_answer lighttpd-mod_cgi "http://127.0.0.1:$lighttpd_port/hello.cgi" "$expected"

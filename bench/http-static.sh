@@ -57,33 +57,14 @@ YAML
 fi
 
 nginx_port=$(free_port)
-mkdir -p "$work/nginx/logs"
-cat > "$work/nginx.conf" <<CONF
-daemon off;
-user root;
-worker_processes auto;
-pid $work/nginx/nginx.pid;
-error_log $work/nginx/error.log;
-events { worker_connections 4096; }
-http {
-  include /etc/nginx/mime.types;
-  access_log off;
+start_nginx "$nginx_port" "  include /etc/nginx/mime.types;
   sendfile on;
-  client_body_temp_path $work/nginx/body;
-  fastcgi_temp_path $work/nginx/fastcgi;
-  proxy_temp_path $work/nginx/proxy;
-  uwsgi_temp_path $work/nginx/uwsgi;
-  scgi_temp_path $work/nginx/scgi;
   server {
     listen 127.0.0.1:$nginx_port;
     location /static/ { alias $work/www/; }
-    location = /fixed { return 200 "fixed\n"; }
-  }
-}
-CONF
-start "$work/nginx.log" nginx -p "$work/nginx" -c "$work/nginx.conf" -e "$work/nginx/error.log"
+    location = /fixed { return 200 \"fixed\\n\"; }
+  }"
 nginx_session=${groups[-1]}
-wait_port "$nginx_port" || { cat "$work/nginx.log" "$work/nginx/error.log"; exit 1; }
 echo "nginx: $(nginx -v 2>&1)"
 
 [ "$nginx_only" != 1 ] && check_file roost "http://127.0.0.1:$roost_port/static/small.txt"

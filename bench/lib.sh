@@ -100,6 +100,33 @@ median_ratios() {
     }' "$@"
 }
 
+# start_nginx PORT HTTP_LINES: nginx in $work/nginx, in a session of its own, with no access log and
+# its temporary files in $work, serving `server { listen 127.0.0.1:PORT; ... }` where HTTP_LINES
+# (directives of the http block, the server block included) say the rest; returns once it accepts.
+start_nginx() {
+  local port=$1 http=$2
+  mkdir -p "$work/nginx/logs"
+  cat > "$work/nginx.conf" <<CONF
+daemon off;
+user root;
+worker_processes auto;
+pid $work/nginx/nginx.pid;
+error_log $work/nginx/error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body;
+  fastcgi_temp_path $work/nginx/fastcgi;
+  proxy_temp_path $work/nginx/proxy;
+  uwsgi_temp_path $work/nginx/uwsgi;
+  scgi_temp_path $work/nginx/scgi;
+$http
+}
+CONF
+  start "$work/nginx.log" nginx -p "$work/nginx" -c "$work/nginx.conf" -e "$work/nginx/error.log"
+  wait_port "$port" || { cat "$work/nginx.log" "$work/nginx/error.log"; exit 1; }
+}
+
 # rss_kib PID: the resident memory of PID in KiB (VmRSS of /proc/PID/status).
 rss_kib() {
   awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
