@@ -38,7 +38,6 @@ public final class BriefChild: @unchecked Sendable {
 
     public let loop: EventLoop
     public let pid: Int32
-    public let arguments: [String]
     /// The request body's way in, when the options asked for a stdin pipe.
     public let stdin: StreamChannel?
     public let inOwnProcessGroup: Bool
@@ -55,10 +54,9 @@ public final class BriefChild: @unchecked Sendable {
     private var groupGone = false
     private var abandoned = false
 
-    private init(loop: EventLoop, launched: ChildProcess.Launched, arguments: [String], group: Bool, handler: @escaping Handler) {
+    private init(loop: EventLoop, launched: ChildProcess.Launched, group: Bool, handler: @escaping Handler) {
         self.loop = loop
         pid = launched.pid
-        self.arguments = arguments
         stdin = launched.hostEnds[0] >= 0 ? ChildProcess.pipeChannel(launched.hostEnds[0], on: loop) : nil
         inOwnProcessGroup = group
         descriptors = [launched.hostEnds[1], launched.hostEnds[2], launched.pidfd]
@@ -113,8 +111,7 @@ public final class BriefChild: @unchecked Sendable {
             discard(launched)
             throw UVError(-error, "spawn \(options.arguments[0]): epoll")
         }
-        let child = BriefChild(loop: loop, launched: launched, arguments: options.arguments,
-                               group: options.newProcessGroup, handler: handler)
+        let child = BriefChild(loop: loop, launched: launched, group: options.newProcessGroup, handler: handler)
         child.watch = watch
         for stream in [Stream.output, .diagnostics, .exit] where child.descriptors[stream.rawValue] >= 0 {
             guard let token = watch.add(child.descriptors[stream.rawValue], stream: stream, of: child) else {
@@ -145,9 +142,9 @@ public final class BriefChild: @unchecked Sendable {
 
     /// Stops reading stdout until `resumeOutput`: the program blocks once the pipe is full.
     public func pauseOutput() {
-        guard !outputPaused, let token = tokens[Stream.output.rawValue] else { return }
+        guard !outputPaused, tokens[Stream.output.rawValue] != nil else { return }
         outputPaused = true
-        watch?.suspend(token, descriptor: descriptors[Stream.output.rawValue])
+        watch?.suspend(descriptor: descriptors[Stream.output.rawValue])
     }
 
     public func resumeOutput() {
@@ -371,7 +368,7 @@ final class DescriptorWatch {
     }
 
     /// Out of the set for now; the entry stays.
-    func suspend(_ token: Token, descriptor: Int32) {
+    func suspend(descriptor: Int32) {
         _ = roost_watch_remove(epoll, descriptor)
     }
 

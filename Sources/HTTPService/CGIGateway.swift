@@ -1,7 +1,5 @@
 import Core
 import Logging
-import Supervisor
-import Synchronization
 
 #if canImport(Glibc)
 import Glibc

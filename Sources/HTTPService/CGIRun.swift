@@ -357,7 +357,7 @@ final class CGIRun: @unchecked Sendable {
         killedAt = ProcessTable.now()
         child.signalGroup(SIGKILL)
         child.cancelTimeout()
-        if let stdin = child.stdin { Task(executorPreference: loop) { await stdin.close() } }
+        child.stdin?.assumeIsolated { $0.close() }
         child.closeOutput()
         outputFinished()
         settle()

@@ -20,13 +20,7 @@ private func shell(_ script: String, timeout: Duration = .seconds(30)) -> CGIPro
 /// The response and its whole body.
 private func collect(_ outcome: CGIGateway.Outcome) async -> (status: Int, headers: HTTPHeaders, body: [UInt8])? {
     guard case .response(let response) = outcome else { return nil }
-    switch response.body {
-    case .bytes(let bytes): return (response.status, response.headers, bytes)
-    case .stream(let stream):
-        var body: [UInt8] = []
-        for await chunk in stream { body += chunk }
-        return (response.status, response.headers, body)
-    }
+    return (response.status, response.headers, await wholeBody(of: response))
 }
 
 /// The processes whose environment carries `CGI_TEST_MARK=marker` (the test's own, so parallel

@@ -16,13 +16,7 @@ private func jsonFunction(_ script: String) -> FunctionDefinition {
 
 private func body(of outcome: CGIGateway.Outcome) async -> (Int, HTTPHeaders, String)? {
     guard case .response(let response) = outcome else { return nil }
-    switch response.body {
-    case .bytes(let bytes): return (response.status, response.headers, String(decoding: bytes, as: UTF8.self))
-    case .stream(let stream):
-        var all: [UInt8] = []
-        for await chunk in stream { all += chunk }
-        return (response.status, response.headers, String(decoding: all, as: UTF8.self))
-    }
+    return (response.status, response.headers, text(await wholeBody(of: response)))
 }
 
 @Suite struct JSONFunctionTests {

@@ -12,13 +12,7 @@ import Glibc
 #endif
 
 private func text(of response: HTTPResponse) async -> String {
-    switch response.body {
-    case .bytes(let bytes): return String(decoding: bytes, as: UTF8.self)
-    case .stream(let stream):
-        var all: [UInt8] = []
-        for await chunk in stream { all += chunk }
-        return String(decoding: all, as: UTF8.self)
-    }
+    text(await wholeBody(of: response))
 }
 
 /// The route table is swapped whole for each version: a request is answered by the site that was

@@ -79,6 +79,17 @@ func withServer(_ configuration: HTTPServer.Configuration = HTTPServer.Configura
 }
 
 func bytes(_ text: String) -> [UInt8] { Array(text.utf8) }
+
+/// A response's whole body, its stream read to the end.
+func wholeBody(of response: HTTPResponse) async -> [UInt8] {
+    switch response.body {
+    case .bytes(let bytes): return bytes
+    case .stream(let stream):
+        var all: [UInt8] = []
+        for await chunk in stream { all += chunk }
+        return all
+    }
+}
 func text(_ bytes: [UInt8]) -> String { String(decoding: bytes, as: UTF8.self) }
 
 /// A response as read off the wire.
