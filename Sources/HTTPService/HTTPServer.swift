@@ -37,8 +37,8 @@ import Glibc
 ///   with the connection closed, without the body's proper end.
 /// - Timeouts: a connection waiting for its next request is closed after `idleTimeout`; one
 ///   whose request head is not complete `headerTimeout` after its first byte is closed too
-///   (slowloris), after a 408 answer. Not done yet: a timeout for slow bodies of handlers that
-///   buffer them, or for slow readers of responses.
+///   (slowloris), after a 408 answer, and so is one whose buffered body is not complete
+///   `bodyTimeout` after its head. Not done yet: a timeout for slow readers of responses.
 /// - At most `maxConnections` are served at once; more wait in the listen backlog.
 public actor HTTPServer {
     public typealias Handler = @Sendable (HTTPRequest) async -> HTTPResponse
@@ -50,6 +50,9 @@ public actor HTTPServer {
         public var headerTimeout: Duration = .seconds(10)
         /// How long a connection may wait for its next request.
         public var idleTimeout: Duration = .seconds(60)
+        /// From a request's complete head until its body is complete, when the body is buffered
+        /// (without `streamsBodies`); 408 when it passes.
+        public var bodyTimeout: Duration = .seconds(60)
         /// How long a connection being closed after an error is read from before it is closed.
         public var lingerTimeout: Duration = .seconds(2)
         /// Whether a request's body is handed to the handler as it arrives (`HTTPRequest.streamedBody`,
@@ -101,8 +104,9 @@ public actor HTTPServer {
         var task: Task<Void, Never>?
         var phase = Phase.waiting
         var deadline: ContinuousClock.Instant?
-        /// The deadline is the header timeout of a request begun: it is answered 408 when it passes.
-        var deadlineAnswers = false
+        /// The deadline is that of a request begun (its head, or its buffered body): when it passes
+        /// it is answered 408 with this message.
+        var deadlineAnswer: String?
         /// That deadline passed: the 408 and the close are under way; what the client sends now
         /// is not served.
         var expired = false
@@ -243,7 +247,7 @@ public actor HTTPServer {
     /// clearing a timeout per request is a plain assignment.
     private func startTicker() {
         guard ticker == nil else { return }
-        let timeouts = [configuration.headerTimeout, configuration.idleTimeout, configuration.lingerTimeout]
+        let timeouts = [configuration.headerTimeout, configuration.bodyTimeout, configuration.idleTimeout, configuration.lingerTimeout]
         let tick = max(.milliseconds(10), min(.seconds(1), timeouts.min()! / 4))
         let timer = LoopTimer(loop: loop)
         ticker = timer
@@ -264,14 +268,14 @@ public actor HTTPServer {
             guard let deadline = connection.deadline, deadline <= now else { continue }
             connections[id]?.deadline = nil
             let channel = connection.channel
-            guard connection.deadlineAnswers else {
+            guard let answer = connection.deadlineAnswer else {
                 channel.assumeIsolated { $0.close() }
                 continue
             }
             // A request begun and not completed in time: 408, then the connection closes (which
-            // ends the connection's task, waiting for the rest of the head).
+            // ends the connection's task, waiting for the rest of the request).
             connections[id]?.expired = true
-            let timeout = HTTPError(.timeout, "the request head did not come within \(configuration.headerTimeout)")
+            let timeout = HTTPError(.timeout, answer)
             Task(executorPreference: loop) {
                 await self.refuse(timeout, on: channel)
                 try? await channel.flush()
@@ -280,11 +284,13 @@ public actor HTTPServer {
         }
     }
 
-    /// `answers`: the deadline is a request head's (see `Connection.deadlineAnswers`).
-    private func setDeadline(_ id: Int, after duration: Duration?, answers: Bool = false) {
+    /// `answer`: the deadline is a request's, answered 408 with it (see `Connection.deadlineAnswer`).
+    private func setDeadline(_ id: Int, after duration: Duration?, answer: String? = nil) {
         connections[id]?.deadline = duration.map { .now + $0 }
-        connections[id]?.deadlineAnswers = answers && duration != nil
+        connections[id]?.deadlineAnswer = duration == nil ? nil : answer
     }
+
+    private var headTimedOut: String { "the request head did not come within \(configuration.headerTimeout)" }
 
     // MARK: One connection
 
@@ -319,7 +325,7 @@ public actor HTTPServer {
                         break serving
                     }
                     if startsRequest && connections[id]?.phase == .waiting {
-                        setDeadline(id, after: configuration.headerTimeout, answers: true)
+                        setDeadline(id, after: configuration.headerTimeout, answer: headTimedOut)
                     }
                     parser.append(bytes)
                 } catch {
@@ -334,7 +340,8 @@ public actor HTTPServer {
                     request = head
                     request?.peer = peer
                     request?.remoteAddress = channel.remoteAddress
-                    // The head is complete; a body is not timed (see the type's contract).
+                    // The head is complete. A streamed body is the handler's to time; a buffered
+                    // one must be complete within `bodyTimeout`.
                     setDeadline(id, after: nil)
                     let expectsContinue = head.version == .http1_1 && head.headers.hasToken("100-continue", in: "Expect")
                     // A body follows when the message is still open, or parts of it came in this batch.
@@ -350,14 +357,17 @@ public actor HTTPServer {
                         guard next.goOn else { break serving }
                         continue serving
                     }
-                    if expectsContinue, parser.isInMessage {
-                        try? await channel.write(HTTPWire.continueResponse)
+                    if parser.isInMessage {
+                        setDeadline(id, after: configuration.bodyTimeout,
+                                    answer: "the request body did not come within \(configuration.bodyTimeout)")
+                        if expectsContinue { try? await channel.write(HTTPWire.continueResponse) }
                     }
                 case .body(let bytes):
                     request?.body += bytes
                 case .end:
                     guard let complete = request, !shuttingDown else { break serving }
                     request = nil
+                    setDeadline(id, after: nil)
                     connections[id]?.phase = .responding
                     // In a task of its own: a task keeps the memory its deepest call needed until
                     // it ends, and this connection's task may then wait idle for a long time.
@@ -391,7 +401,8 @@ public actor HTTPServer {
             connections[id]?.phase = .waiting
             // Bytes of the next request already here start its header clock now.
             let begun = parser.bufferedByteCount > 0
-            setDeadline(id, after: begun ? configuration.headerTimeout : configuration.idleTimeout, answers: begun)
+            setDeadline(id, after: begun ? configuration.headerTimeout : configuration.idleTimeout,
+                        answer: begun ? headTimedOut : nil)
             return (true, false, false)
         case .close: return (false, true, false)
         case .closed: return (false, false, false)

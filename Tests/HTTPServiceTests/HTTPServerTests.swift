@@ -242,6 +242,41 @@ private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
         }
     }
 
+    @Test func slowBufferedBodyIsAnswered408AndClosedAfterTheBodyTimeout() async throws {
+        var configuration = HTTPServer.Configuration()
+        configuration.bodyTimeout = .milliseconds(100)
+        // A generous header timeout: only the body's clock may end this request.
+        configuration.headerTimeout = .seconds(30)
+        try await withServer(configuration, handler: echo) { harness in
+            let channel = try await harness.connect()
+            try await channel.write(bytes("POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc"))
+            let data = try await channel.readAll()
+            await channel.close()
+            let answers = try responses(in: data)
+            #expect(answers.map(\.status) == [408])
+            let message = String(decoding: answers.first?.body ?? [], as: UTF8.self)
+            #expect(message.contains("request body did not come"))
+        }
+    }
+
+    @Test func aBufferedBodyInTimeIsServedAndTheConnectionStaysOpen() async throws {
+        var configuration = HTTPServer.Configuration()
+        configuration.bodyTimeout = .milliseconds(100)
+        try await withServer(configuration, handler: echo) { harness in
+            let channel = try await harness.connect()
+            // The body in two parts, then a second request past the first one's body clock: the
+            // clock stopped when the body was complete.
+            try await channel.write(bytes("POST /a HTTP/1.1\r\nHost: x\r\nContent-Length: 6\r\n\r\nabc"))
+            try await channel.write(bytes("def"))
+            let first = try await readResponse(from: channel)
+            #expect(first.head.status == 200)
+            try await harness.loop.sleep(for: .milliseconds(250))
+            let second = try await HTTPClient.send(HTTPRequest(method: "GET", target: "/b"), over: channel)
+            #expect(second.status == 200)
+            await channel.close()
+        }
+    }
+
     @Test func headResponseHasHeadersButNoBody() async throws {
         try await withServer(handler: echo) { harness in
             let channel = try await harness.connect()
