@@ -84,6 +84,10 @@ import TestSupport
         #expect(result.status.code == 0)
         let envelope = try JSON.parse(result.out.joined(separator: "\n"))
         #expect(envelope["body"] == ["n": 5] && envelope["method"] == "POST")
+        // The body from standard input.
+        result = try await live.roost(["call", "app:echo", "-"], input: #"{"n": 7}"#)
+        #expect(result.status.code == 0)
+        #expect(try JSON.parse(result.out.joined(separator: "\n"))["body"] == ["n": 7])
         result = try await live.roost(["call", "app:fail"])
         #expect(result.status.code == 1)
         #expect(result.out == ["broken"])

@@ -3,10 +3,23 @@ import Glibc
 import Testing
 
 /// Runs roost with `arguments` in `directory`; returns its status, stdout and stderr lines.
-func runRoost(_ arguments: [String], in directory: String, on loop: EventLoop) async throws
+func runRoost(_ arguments: [String], in directory: String, on loop: EventLoop, input: String? = nil) async throws
     -> (status: TerminationStatus, out: [String], err: [String])
 {
     var options = ProcessOptions([try roostExecutable()] + arguments, workingDirectory: directory)
+    // Standard input from an unlinked file holding `input`, when there is one.
+    var inputFile: Int32 = -1
+    defer { if inputFile >= 0 { close(inputFile) } }
+    if let input {
+        var template = Array((directory + "/stdin-XXXXXX").utf8CString)
+        inputFile = mkstemp(&template)
+        try #require(inputFile >= 0)
+        unlink(template)
+        let bytes = Array(input.utf8)
+        try #require(write(inputFile, bytes, bytes.count) == bytes.count)
+        lseek(inputFile, 0, SEEK_SET)
+        options.stdin = .fileDescriptor(inputFile)
+    }
     options.stdout = .pipe
     options.stderr = .pipe
     options.dieWithHost = true
@@ -58,8 +71,8 @@ final class LiveHost {
         return await host.exit(within: .seconds(20))
     }
 
-    func roost(_ arguments: [String]) async throws -> (status: TerminationStatus, out: [String], err: [String]) {
-        try await runRoost(arguments + ["--state", "state"], in: folder.path, on: loop)
+    func roost(_ arguments: [String], input: String? = nil) async throws -> (status: TerminationStatus, out: [String], err: [String]) {
+        try await runRoost(arguments + ["--state", "state"], in: folder.path, on: loop, input: input)
     }
 
     func close() async {
