@@ -17,9 +17,11 @@ import Glibc
 ///   `.exited` once (the status once reaped; nil when the loop shut down first, the child maybe
 ///   still running), and `.timedOut` once if the timeout passes first. Nothing of a stream the
 ///   owner closed (`closeOutput`, `closeDiagnostics`) is delivered after the call.
-/// - The child is always reaped by this object. Once it is reaped and both pipes are closed, the
+/// - The child is reaped by this object, and only by it. Once it is reaped and both pipes are closed, the
 ///   timer stops and the handler is released: nothing more can happen.
-/// - Loop shutdown ends every stream (their end events, then `.exited(nil)`).
+/// - Loop shutdown ends every stream (their end events, then `.exited(nil)`). A child still
+///   running then is not reaped here (nothing watches it any more); the owner kills it (a CGI
+///   child also dies with the host).
 public final class BriefChild: @unchecked Sendable {
     // @unchecked Sendable: the mutable state below is touched on the loop thread only.
 
