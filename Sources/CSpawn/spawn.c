@@ -39,6 +39,15 @@ static __thread int null_fd = -1;
 
 int roost_spawn_prepare_thread(void) {
     if (null_fd >= 0) return 0;
+    // A child's exit sends its parent, this very thread, a SIGCHLD (an exec makes it so, whatever
+    // exit signal the clone asked for). The host has no handler for it, so the kernel drops it
+    // at once, unless this thread blocks it: then it is queued for the whole process and wakes
+    // some other thread (the main thread's sigsuspend) only to be discarded there, a context switch
+    // per child, thousands a second under CGI load. The pidfd reports the exit.
+    sigset_t child_signal;
+    sigemptyset(&child_signal);
+    sigaddset(&child_signal, SIGCHLD);
+    pthread_sigmask(SIG_UNBLOCK, &child_signal, NULL);
     int fds[4];
     for (int i = 0; i < 4; i++) {
         fds[i] = open("/dev/null", O_RDWR | O_CLOEXEC);
@@ -217,9 +226,17 @@ void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_r
 
     struct child_state state = {.request = request, .slots = {slots[0], slots[1], slots[2]}, .last_slot = last_slot,
                                 .parent = getpid(), .error = 0, .step = 0};
-    // No signal handler of the host may run in the child before it has reset them.
+    // No signal handler of the host may run in the child before it has reset them. SIGCHLD stays
+    // unblocked while the host has no handler for it (see roost_spawn_prepare_thread): this thread
+    // waits here for each child's exec, and an earlier child's exit signal arriving meanwhile
+    // would otherwise be queued for the process and wake another thread.
     sigset_t all;
     sigfillset(&all);
+    struct sigaction child_action;
+    if (sigaction(SIGCHLD, NULL, &child_action) == 0 && !(child_action.sa_flags & SA_SIGINFO)
+        && (child_action.sa_handler == SIG_DFL || child_action.sa_handler == SIG_IGN)) {
+        sigdelset(&all, SIGCHLD);
+    }
     pthread_sigmask(SIG_BLOCK, &all, &state.parent_mask);
 
     int pidfd = -1;

@@ -545,6 +545,28 @@ private func options(_ arguments: [String], stdin: ProcessOptions.Stdio = .null,
         while waitpid(child.pid, &status, 0) == -1 && errno == EINTR {}
     }
 
+    /// The threads that start children leave SIGCHLD unblocked, so the kernel drops each child's
+    /// exit signal (the host has no handler) instead of queueing it for the process, where it woke
+    /// the main thread, a context switch per CGI request, only to be discarded.
+    @Test func spawningThreadsLeaveSIGCHLDUnblocked() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let child = try await ChildProcess.spawn(on: loop, ProcessOptions(["/bin/true"]))
+        _ = try await child.wait()
+        var spawners = 0
+        for task in listDirectory("/proc/self/task") ?? [] {
+            let folder = "/proc/self/task/\(task)"
+            guard readSmallFile(folder + "/comm")?.hasPrefix("roost-spawn-") == true,
+                  let status = readSmallFile(folder + "/status"),
+                  let line = status.split(separator: "\n").first(where: { $0.hasPrefix("SigBlk:") }),
+                  let blocked = UInt64(line.dropFirst("SigBlk:".count).trimmingPrefix(while: { $0 == "\t" || $0 == " " }), radix: 16)
+            else { continue }
+            spawners += 1
+            #expect(blocked & (1 << UInt64(SIGCHLD - 1)) == 0, "\(folder) blocks SIGCHLD: SigBlk \(line)")
+        }
+        #expect(spawners >= 2)
+    }
+
     /// Writing to the stdin of a child that has exited is an EPIPE error, not a SIGPIPE that ends the
     /// writing process (the loop ignores SIGPIPE). Runs as an exit test, in a process of its own,
     /// so a regression cannot end the whole test run.

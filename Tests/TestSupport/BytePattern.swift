@@ -35,17 +35,23 @@ public enum BytePattern {
 
 /// A field of /proc/PID/status in bytes (`VmRSS`, `VmHWM`: given there in kB); nil when unknown.
 public func processMemory(_ pid: Int32, _ field: String) -> Int? {
-    let fd = open("/proc/\(pid)/status", O_RDONLY)
+    guard let status = readSmallFile("/proc/\(pid)/status") else { return nil }
+    for line in status.split(separator: "\n") where line.hasPrefix(field + ":") {
+        let number = line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
+        return number.map { $0 * 1024 }
+    }
+    return nil
+}
+
+/// The text of a file of at most 8 KiB (a /proc file, read in one call); nil when it cannot be read.
+public func readSmallFile(_ path: String) -> String? {
+    let fd = open(path, O_RDONLY)
     guard fd >= 0 else { return nil }
     defer { close(fd) }
     var buffer = [UInt8](repeating: 0, count: 8192)
     let count = read(fd, &buffer, buffer.count)
     guard count > 0 else { return nil }
-    for line in String(decoding: buffer[..<count], as: UTF8.self).split(separator: "\n") where line.hasPrefix(field + ":") {
-        let number = line.dropFirst(field.count + 1).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
-        return number.map { $0 * 1024 }
-    }
-    return nil
+    return String(decoding: buffer[..<count], as: UTF8.self)
 }
 
 /// Sends `total` bytes of the pattern as the body of a POST to `target` over `channel` while it

@@ -63,7 +63,9 @@ void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_r
 
 // Reserves the calling thread's three descriptor slots (and a /dev/null) for its spawns: call it
 // when a spawning thread starts, before the host opens many descriptors, so their numbers are low
-// (roost_spawn reserves them itself on first use otherwise). Returns 0, or -errno.
+// (roost_spawn reserves them itself on first use otherwise). Also unblocks SIGCHLD in the thread,
+// so that, with no handler installed, each child's exit signal is dropped by the kernel instead of
+// waking another thread. Returns 0, or -errno.
 int roost_spawn_prepare_thread(void);
 
 // A connected pair of unix stream sockets, both close-on-exec (no other child inherits them), to
