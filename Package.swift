@@ -51,7 +51,11 @@ let package = Package(
             dependencies: [
                 "Core", "Registry", "Supervisor", "CHTTPParser", .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
-            ]
+            ],
+            // Its nonisolated async functions run on their caller's executor (the loop): without
+            // this, each call from a loop actor hopped to the task's executor and back, two
+            // queued jobs per call, a dozen per request.
+            swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]
         ),
         .target(name: "SwiftletKit"),
         .target(
