@@ -125,7 +125,8 @@ static int child_main(void *argument) {
         syscall(SYS_rt_sigaction, signal_number, default_action, NULL, sizeof(unsigned long));
     }
 
-    if (request->new_session && setsid() < 0) child_fail(state, ROOST_SPAWN_STEP_SESSION);
+    if (request->grouping == ROOST_SPAWN_NEW_SESSION && setsid() < 0) child_fail(state, ROOST_SPAWN_STEP_SESSION);
+    if (request->grouping == ROOST_SPAWN_NEW_GROUP && setpgid(0, 0) < 0) child_fail(state, ROOST_SPAWN_STEP_SESSION);
 
     // The descriptor table is shared with the host until here (CLONE_FILES: nothing was copied
     // at the clone). Take a private copy of the numbers up to the last slot only; the host's other

@@ -113,7 +113,7 @@ public final class BriefChild: @unchecked Sendable {
             discard(launched)
             throw UVError(-error, "spawn \(options.arguments[0]): epoll")
         }
-        let child = BriefChild(loop: loop, launched: launched, group: options.newProcessGroup, handler: handler)
+        let child = BriefChild(loop: loop, launched: launched, group: options.grouping != .host, handler: handler)
         child.watch = watch
         for stream in [Stream.output, .diagnostics, .exit] where child.descriptors[stream.rawValue] >= 0 {
             guard let token = watch.add(child.descriptors[stream.rawValue], stream: stream, of: child) else {

@@ -75,9 +75,9 @@ public struct ProcessOptions: Sendable {
     public var stdin: Stdio = .null
     public var stdout: Stdio = .inherit
     public var stderr: Stdio = .inherit
-    /// Starts the child in a new session and process group (led by the child), so that a signal
-    /// to the group reaches everything it started.
-    public var newProcessGroup = true
+    /// Where the child stands among the host's processes. In a group of its own (by default in a
+    /// session of its own too), a signal to the group reaches everything it started.
+    public var grouping = Grouping.newSession
     /// The user and group the child runs as (supplementary groups are dropped); needs a host
     /// running as root. `nil`: the host's.
     public var credentials: Credentials?
@@ -87,6 +87,17 @@ public struct ProcessOptions: Sendable {
     public var dieWithHost = false
     /// What the child is to the host; only counted (`ProcessSpawnObserver`), never acted on.
     public var role: ProcessRole?
+
+    /// Where a child stands among the host's processes.
+    public enum Grouping: Sendable, Equatable {
+        /// In the host's process group.
+        case host
+        /// Leading a new process group, in the host's session (setpgid).
+        case newGroup
+        /// Leading a new session and its process group (setsid): nothing ties it to the host's
+        /// terminal, if any. The kernel also gives each new session a scheduling group of its own.
+        case newSession
+    }
 
     public struct Credentials: Sendable, Hashable {
         public var uid: uid_t
@@ -227,7 +238,12 @@ public actor ChildProcess {
         request.argv = UnsafePointer(argv.pointer)
         request.envp = envp.map { UnsafePointer($0.pointer) }
         request.stdio = (stdio[0], stdio[1], stdio[2])
-        request.new_session = options.newProcessGroup ? 1 : 0
+        let grouping = switch options.grouping {
+        case .host: ROOST_SPAWN_HOST_GROUP
+        case .newGroup: ROOST_SPAWN_NEW_GROUP
+        case .newSession: ROOST_SPAWN_NEW_SESSION
+        }
+        request.grouping = Int32(grouping.rawValue)
         if let credentials = options.credentials {
             request.set_ids = 1
             request.uid = credentials.uid
@@ -274,7 +290,7 @@ public actor ChildProcess {
             channels[fd] = pipeChannel(launched.hostEnds[fd], on: loop)
         }
         let child = ChildProcess(loop: loop, pid: launched.pid, arguments: options.arguments,
-                                 stdio: channels, group: options.newProcessGroup)
+                                 stdio: channels, group: options.grouping != .host)
         let pidfd = launched.pidfd
         let poll = LoopHandle.allocate(uv_poll_t.self)
         let initialised = uv_poll_init(loop.uv, poll, pidfd)
@@ -304,7 +320,7 @@ public actor ChildProcess {
 
     static func stepName(_ step: Int32) -> String {
         switch UInt32(step) {
-        case ROOST_SPAWN_STEP_SESSION.rawValue: ": new session"
+        case ROOST_SPAWN_STEP_SESSION.rawValue: ": new session or process group"
         case ROOST_SPAWN_STEP_STDIO.rawValue: ": standard descriptors"
         case ROOST_SPAWN_STEP_CWD.rawValue: ": working directory"
         case ROOST_SPAWN_STEP_LIMIT.rawValue: ": resource limit"

@@ -73,7 +73,9 @@ public enum CGIGateway {
         options.stdin = spooled >= 0 ? .fileDescriptor(spooled) : hasBody ? .pipe : .null
         options.stdout = .pipe
         options.stderr = .pipe
-        options.newProcessGroup = true
+        // A group of its own, for the timeout to kill whatever it started; not a session of its
+        // own: setsid() also makes the kernel a scheduling group (autogroup) per request.
+        options.grouping = .newGroup
         options.dieWithHost = true
         options.role = .function
         let run = CGIRun(program: program, requestID: requestID, logger: logger, loop: loop, onEnd: onEnd)

@@ -509,7 +509,7 @@ public actor Supervisor: RegistryParticipant {
         options.stdin = .null
         options.stdout = .pipe
         options.stderr = .pipe
-        options.newProcessGroup = true
+        options.grouping = .newSession
         options.credentials = credentials
         options.limits = ProcessOptions.Limits(
             openFiles: definition.limits.openFiles.map(UInt64.init), memoryBytes: definition.limits.memoryBytes.map(UInt64.init),
@@ -773,7 +773,7 @@ public actor Supervisor: RegistryParticipant {
         options.stdin = .null
         options.stdout = .null
         options.stderr = .null
-        options.newProcessGroup = true
+        options.grouping = .newSession
         options.dieWithHost = true
         options.role = .readiness
         if let user = definition.user, getuid() == 0, let ids = Self.userIDs(user) {

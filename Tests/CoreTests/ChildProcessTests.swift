@@ -450,11 +450,26 @@ private func options(_ arguments: [String], stdin: ProcessOptions.Stdio = .null,
         }
     }
 
+    @Test func childWithNewGroupLeadsAGroupInTheHostsSession() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        var catOptions = options(["/bin/cat"], stdin: .pipe)
+        catOptions.grouping = .newGroup
+        try await withChild(on: loop, catOptions) { child in
+            #expect(child.inOwnProcessGroup)
+            let stat = try #require(processStat(child.pid))
+            #expect(stat.pgid == child.pid)
+            #expect(stat.session == getsid(0))
+            try await #require(child.stdin).shutdownWrite()
+            #expect(try await child.wait().succeeded)
+        }
+    }
+
     @Test func childWithoutNewProcessGroupStaysInTheHostsGroup() async throws {
         let loop = EventLoop()
         defer { loop.shutdown() }
         var catOptions = options(["/bin/cat"], stdin: .pipe)
-        catOptions.newProcessGroup = false
+        catOptions.grouping = .host
         try await withChild(on: loop, catOptions) { child in
             #expect(!child.inOwnProcessGroup)
             let stat = try #require(processStat(child.pid))

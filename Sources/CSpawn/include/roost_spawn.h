@@ -26,13 +26,21 @@ struct roost_spawn_request {
     char *const *envp;       // NULL-terminated; NULL: the caller's environment
     const char *cwd;         // NULL: the caller's
     int stdio[3];            // descriptor to become 0, 1, 2; -1: /dev/null
-    int new_session;         // setsid(): the child leads a new session and process group
+    int grouping;            // ROOST_SPAWN_HOST_GROUP, _NEW_GROUP (setpgid) or _NEW_SESSION (setsid)
     int set_ids;             // change to uid/gid (dropping supplementary groups)
     uid_t uid;
     gid_t gid;
     int die_with_parent;     // SIGKILL when the calling thread's process goes (PR_SET_PDEATHSIG)
     int limit_count;
     struct roost_spawn_limit limits[ROOST_SPAWN_MAX_LIMITS];
+};
+
+// Where the child stands: in the host's process group, leading a new process group in the host's
+// session, or leading a new session (and its process group).
+enum roost_spawn_grouping {
+    ROOST_SPAWN_HOST_GROUP = 0,
+    ROOST_SPAWN_NEW_GROUP = 1,
+    ROOST_SPAWN_NEW_SESSION = 2,
 };
 
 // The step of the child's setup that failed, for the error message.
