@@ -11,11 +11,14 @@
 ///   head over `maxHeadSize` is invalid: the gateway answers 502.
 /// - Other fields pass through to the client, except the hop-by-hop and framing ones
 ///   (`Connection`, `Keep-Alive`, `Transfer-Encoding`, `Content-Length`): the server frames the
-///   streamed body itself.
+///   body itself. A `Content-Length` the program declares is given apart (`length`), for the
+///   server to frame the body with; one that is not a decimal number, or repeated with another
+///   value, makes the head invalid.
 public struct CGIResponseParser: Sendable {
     public enum Outcome: Sendable, Equatable {
         case needMore
-        case response(status: Int, reason: String, headers: HTTPHeaders, body: [UInt8])
+        /// `length`: the body's length as the program declared it, if it did.
+        case response(status: Int, reason: String, headers: HTTPHeaders, body: [UInt8], length: Int?)
         case localRedirect(path: String)
         case invalid(String)
     }
@@ -97,9 +100,17 @@ public struct CGIResponseParser: Sendable {
         if status == nil, let location = headers["Location"], location.hasPrefix("/") {
             return .localRedirect(path: location)
         }
+        var length: Int?
+        for value in headers.values(for: "Content-Length") {
+            guard !value.isEmpty, value.utf8.allSatisfy({ (48...57).contains($0) }), let number = Int(value),
+                  length == nil || length == number else {
+                return .invalid("a bad Content-Length: \(value.prefix(80))")
+            }
+            length = number
+        }
         for name in ["Connection", "Transfer-Encoding", "Content-Length", "Keep-Alive"] { headers.remove(name) }
         let (code, reason) = status ?? (headers["Location"] != nil ? (302, "Found") : (200, "OK"))
-        return .response(status: code, reason: reason, headers: headers, body: body)
+        return .response(status: code, reason: reason, headers: headers, body: body, length: length)
     }
 }
 

@@ -15,6 +15,8 @@ import Glibc
 ///
 /// - A response whose body is complete when its head is (the program declared a `Content-Length`
 ///   and wrote it all) goes out at once as bytes; the process is still seen to its end after.
+///   A declared length the body has not reached yet frames the stream instead of chunks; the
+///   server closes the connection if the program writes less or more than it declared.
 /// - A streamed body is read ahead by at most `readAhead` bytes: beyond that the program's output
 ///   is not read until the client has taken some (the pipe fills and the program waits).
 /// - The end comes with the output's end, the timeout, a failed request body, an invalid head, or
@@ -264,8 +266,8 @@ final class CGIRun: @unchecked Sendable {
             conclude(.response(.text(status: 502, "bad gateway: the function's response was not valid CGI\n")))
         case .localRedirect(let path):
             conclude(.localRedirect(path: path))
-        case .response(let status, let reason, let headers, let first):
-            if let length = headers["Content-Length"].flatMap({ Int($0) }), length >= 0, first.count >= length {
+        case .response(let status, let reason, var headers, let first, let length):
+            if let length, first.count >= length {
                 // All of it is here: it goes out with the head, and the program is seen to its end.
                 phase = .answered
                 resolve(.response(HTTPResponse(status: status, reason: reason, headers: headers,
@@ -273,6 +275,7 @@ final class CGIRun: @unchecked Sendable {
                 return
             }
             phase = .streaming
+            if let length { headers.replace("Content-Length", with: String(length)) }
             if !first.isEmpty {
                 chunks.append(first)
                 buffered = first.count

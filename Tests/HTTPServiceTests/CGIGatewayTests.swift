@@ -113,6 +113,59 @@ private func readSomeThenDrop(_ outcome: CGIGateway.Outcome) async -> Int {
         #expect(response.status == 502)
     }
 
+    /// A declared `Content-Length` the first read completes: the body is handed over whole (the
+    /// server writes head and body at once). One the output has not reached yet with its head
+    /// (200,000 bytes: more than a pipe holds) frames the stream instead of chunks.
+    @Test func aDeclaredLengthIsAnsweredWholeWhenCompleteElseItFramesTheStream() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        try await withHangGuard {
+            // printf writes once, under PIPE_BUF: the first read takes all of it.
+            let whole = await CGIGateway.run(shell("printf 'Content-Type: text/plain\\r\\nContent-Length: 6\\r\\n\\r\\nhello\\n'"),
+                                             for: cgiRequest("/whole"), requestID: "r7", on: loop, logger: quietLogger)
+            guard case .response(let response) = whole, case .bytes(let body) = response.body else {
+                Issue.record("not a whole body: \(whole)")
+                return
+            }
+            #expect(text(body) == "hello\n")
+            #expect(response.headers["Content-Type"] == "text/plain" && response.headers["Content-Length"] == nil)
+
+            let streamed = await CGIGateway.run(shell("printf 'Content-Length: 200000\\r\\n\\r\\n'; head -c 200000 /dev/zero"),
+                                                for: cgiRequest("/long"), requestID: "r8", on: loop, logger: quietLogger)
+            guard case .response(let long) = streamed, case .stream = long.body else {
+                Issue.record("not a stream: \(streamed)")
+                return
+            }
+            #expect(long.headers["Content-Length"] == "200000")
+            #expect(await wholeBody(of: long).count == 200_000)
+        }
+    }
+
+    /// On the wire: the program's length frames the response (no chunks), and the connection
+    /// serves the next request.
+    @Test func aProgramsDeclaredLengthFramesTheResponseOnTheWire() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let program = shell("printf 'Content-Type: text/plain\\r\\nContent-Length: 3\\r\\n\\r\\nabc'")
+        try await withServer(handler: { request in
+            guard case .response(let response) = await CGIGateway.run(program, for: cgiRequest(request.target), requestID: "r9",
+                                                                        on: loop, logger: quietLogger) else {
+                return .text(status: 500, "not a response\n")
+            }
+            return response
+        }) { harness in
+            let channel = try await harness.connect()
+            for _ in 0..<2 {
+                try await channel.write(bytes("GET /x HTTP/1.1\r\nHost: t\r\n\r\n"))
+                let response = try await readResponse(from: channel)
+                #expect(response.status == 200)
+                #expect(response.head.headers["Content-Length"] == "3" && response.head.headers["Transfer-Encoding"] == nil)
+                #expect(text(response.body) == "abc")
+            }
+            await channel.close()
+        }
+    }
+
     @Test func aClientThatStopsReadingEndsTheProgram() async throws {
         let loop = EventLoop()
         defer { loop.shutdown() }

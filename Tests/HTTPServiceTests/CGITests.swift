@@ -18,7 +18,7 @@ private func parse(_ chunks: [String]) -> CGIResponseParser.Outcome {
         for cut in 1..<output.utf8.count {
             let bytes = Array(output.utf8)
             let outcome = parse([String(decoding: bytes[..<cut], as: UTF8.self), String(decoding: bytes[cut...], as: UTF8.self)])
-            guard case .response(let status, let reason, let headers, let body) = outcome else {
+            guard case .response(let status, let reason, let headers, let body, _) = outcome else {
                 Issue.record("cut at \(cut): \(outcome)")
                 return
             }
@@ -31,18 +31,22 @@ private func parse(_ chunks: [String]) -> CGIResponseParser.Outcome {
     }
 
     @Test func plainLineFeedsAndDefaults() {
-        #expect(parse(["Content-Type: text/html\n\n<p>"]) == .response(status: 200, reason: "OK", headers: ["Content-Type": "text/html"], body: Array("<p>".utf8)))
-        #expect(parse(["Location: https://example.com/\n\n"]) == .response(status: 302, reason: "Found", headers: ["Location": "https://example.com/"], body: []))
-        #expect(parse(["Status: 201\nLocation: /made\n\n"]) == .response(status: 201, reason: "Created", headers: ["Location": "/made"], body: []))
+        #expect(parse(["Content-Type: text/html\n\n<p>"]) == .response(status: 200, reason: "OK", headers: ["Content-Type": "text/html"], body: Array("<p>".utf8), length: nil))
+        #expect(parse(["Location: https://example.com/\n\n"]) == .response(status: 302, reason: "Found", headers: ["Location": "https://example.com/"], body: [], length: nil))
+        #expect(parse(["Status: 201\nLocation: /made\n\n"]) == .response(status: 201, reason: "Created", headers: ["Location": "/made"], body: [], length: nil))
         #expect(parse(["Location: /elsewhere?x=1\r\n\r\nignored"]) == .localRedirect(path: "/elsewhere?x=1"))
-        // Framing is the server's.
+        // Framing is the server's: a declared length is given apart, for it to frame the body with.
         #expect(parse(["Content-Type: a/b\nContent-Length: 5\nTransfer-Encoding: chunked\nConnection: close\n\nhello"])
-            == .response(status: 200, reason: "OK", headers: ["Content-Type": "a/b"], body: Array("hello".utf8)))
+            == .response(status: 200, reason: "OK", headers: ["Content-Type": "a/b"], body: Array("hello".utf8), length: 5))
+        #expect(parse(["Content-Length: 3\ncontent-length: 3\n\nabc"])
+            == .response(status: 200, reason: "OK", headers: [:], body: Array("abc".utf8), length: 3))
     }
 
     @Test(arguments: [
         ["\n\nbody"], ["no colon here\n\n"], ["Bad Name: x\n\n"], ["Status: 99 Low\n\n"], ["Status: 2000\n\n"], ["Status: 101 Switching\n\n"],
-        ["Status: abc\n\n"], ["Content-Type: text/plain\n"], [], [String(repeating: "X-Long: aaaaaaaaaa\n", count: 20)],
+        ["Status: abc\n\n"], ["Content-Type: text/plain\n"], [],
+        ["Content-Length: abc\n\n"], ["Content-Length: -1\n\n"], ["Content-Length: +5\n\n"], ["Content-Length: 5\nContent-Length: 6\n\n"],
+        ["Content-Length:\n\n"], [String(repeating: "X-Long: aaaaaaaaaa\n", count: 20)],
     ])
     func malformedOutputIsInvalid(_ chunks: [String]) {
         guard case .invalid = parse(chunks) else {
