@@ -41,7 +41,8 @@ let package = Package(
                 "CLibUV",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "DequeModule", package: "swift-collections"),
-            ]
+            ],
+            swiftSettings: [.enableUpcomingFeature("NonisolatedNonsendingByDefault")]  // see HTTPService
         ),
         // The dependencies below are the direction DESIGN.md fixes.
         .target(name: "Registry", dependencies: ["Core", "CSQLite", .product(name: "Yams", package: "Yams")]),

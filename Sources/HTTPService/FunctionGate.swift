@@ -18,10 +18,17 @@ public final class FunctionGate: Sendable {
     /// True once the request may run (call `leave()` when it is done); false when it must be
     /// turned away: the queue is full, or the waiting task was cancelled.
     public func enter(concurrency: Int, queue: Int) async -> Bool {
-        let ticket = state.withLock { state in
+        // A free place is taken at once, without suspending (which would cost a trip through the
+        // executor's queue).
+        let ticket: UInt64? = state.withLock { state in
+            if state.running < concurrency && state.waiting.isEmpty {
+                state.running += 1
+                return nil
+            }
             state.nextID += 1
             return state.nextID
         }
+        guard let ticket else { return true }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Bool, Never>) in
                 // One decision under the lock: a slot freed meanwhile is seen here.

@@ -372,8 +372,7 @@ public actor HTTPServer {
                     // In a task of its own: a task keeps the memory its deepest call needed until
                     // it ends, and this connection's task may then wait idle for a long time.
                     // (Cancelling the connection cancels the handler too.)
-                    let handler = handler
-                    let work = Task(executorPreference: loop) { await handler(complete) }
+                    let work = Task(executorPreference: loop) { await self.answer(complete) }
                     let response = await withTaskCancellationHandler { await work.value } onCancel: { work.cancel() }
                     let next = settle(await respond(response, to: complete, on: channel, id: id, parser: parser),
                                       id: id, parser: parser)
@@ -389,6 +388,13 @@ public actor HTTPServer {
             await channel.close()
         }
         remove(id)
+    }
+
+    /// Runs the handler isolated to this server, whose executor is the loop: the handler's
+    /// nonisolated code (nonsending) runs there with it, so its calls to the loop's actors and
+    /// back need no trip through the executor's queue each way.
+    private func answer(_ request: HTTPRequest) async -> HTTPResponse {
+        await handler(request)
     }
 
     /// What a connection does after an answer: wait for the next request (`goOn`), or end, gently
@@ -533,8 +539,7 @@ public actor HTTPServer {
         let body = RequestBody(declaredLength: declaredLength, limit: configuration.maxBodySize, sendContinue: sendContinue)
         request.streamedBody = body
         connections[id]?.phase = .responding
-        let handler = handler
-        let answering = Task(executorPreference: loop) { [request] in await handler(request) }
+        let answering = Task(executorPreference: loop) { [request] in await self.answer(request) }
         let lent = LentParser(parser: parser)
         let first = Array(ahead)
         let reading = Task(executorPreference: loop) { await self.readBody(into: body, first: first, parser: lent, from: channel) }
