@@ -261,7 +261,9 @@ private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
 
     @Test func aBufferedBodyInTimeIsServedAndTheConnectionStaysOpen() async throws {
         var configuration = HTTPServer.Configuration()
-        configuration.bodyTimeout = .milliseconds(100)
+        // Long enough that a loaded machine's stall between the two writes does not expire it
+        // (with 100 ms, a parallel test run once did: 408, and the next write met a closed socket).
+        configuration.bodyTimeout = .seconds(1)
         try await withServer(configuration, handler: echo) { harness in
             let channel = try await harness.connect()
             // The body in two parts, then a second request past the first one's body clock: the
@@ -270,7 +272,7 @@ private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
             try await channel.write(bytes("def"))
             let first = try await readResponse(from: channel)
             #expect(first.head.status == 200)
-            try await harness.loop.sleep(for: .milliseconds(250))
+            try await harness.loop.sleep(for: .milliseconds(1500))
             let second = try await HTTPClient.send(HTTPRequest(method: "GET", target: "/b"), over: channel)
             #expect(second.status == 200)
             await channel.close()
