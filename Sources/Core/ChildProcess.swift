@@ -70,7 +70,7 @@ public struct ProcessOptions: Sendable {
     /// `argv`, with the program as `argv[0]`; a program without a `/` is looked up in `PATH`.
     public var arguments: [String]
     /// The whole environment of the child; `nil` passes the host's.
-    public var environment: [String: String]?
+    public var environment: EnvironmentBlock?
     public var workingDirectory: String?
     public var stdin: Stdio = .null
     public var stdout: Stdio = .inherit
@@ -124,7 +124,7 @@ public struct ProcessOptions: Sendable {
 
     public init(_ arguments: [String], environment: [String: String]? = nil, workingDirectory: String? = nil) {
         self.arguments = arguments
-        self.environment = environment
+        self.environment = environment.map(EnvironmentBlock.init)
         self.workingDirectory = workingDirectory
     }
 }
@@ -232,11 +232,9 @@ public actor ChildProcess {
         }
 
         let argv = CStringArray(options.arguments)
-        let envp = options.environment.map { env in CStringArray(env.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }) }
-        let searchPath = options.environment.map { $0["PATH"] } ?? getenv("PATH").map { String(cString: $0) }
+        let searchPath = options.environment.map { $0.value(of: "PATH") } ?? getenv("PATH").map { String(cString: $0) }
         var request = roost_spawn_request()
         request.argv = UnsafePointer(argv.pointer)
-        request.envp = envp.map { UnsafePointer($0.pointer) }
         request.stdio = (stdio[0], stdio[1], stdio[2])
         let grouping = switch options.grouping {
         case .host: ROOST_SPAWN_HOST_GROUP
@@ -264,15 +262,23 @@ public actor ChildProcess {
             }
         }
         var result = roost_spawn_result()
-        options.arguments[0].withCString { file in
-            (searchPath ?? "").withCString { path in
-                (options.workingDirectory ?? "").withCString { cwd in
-                    request.file = file
-                    request.search_path = searchPath == nil ? nil : path
-                    request.cwd = options.workingDirectory == nil ? nil : cwd
-                    roost_spawn(&request, &result)
+        func spawn(environment: UnsafePointer<UnsafeMutablePointer<CChar>?>?) {
+            options.arguments[0].withCString { file in
+                (searchPath ?? "").withCString { path in
+                    (options.workingDirectory ?? "").withCString { cwd in
+                        request.file = file
+                        request.search_path = searchPath == nil ? nil : path
+                        request.cwd = options.workingDirectory == nil ? nil : cwd
+                        request.envp = environment
+                        roost_spawn(&request, &result)
+                    }
                 }
             }
+        }
+        if let environment = options.environment {
+            environment.withUnsafeEnvironment { spawn(environment: $0) }
+        } else {
+            spawn(environment: nil)
         }
         closeAll(childEnds)
         guard result.error == 0 else {

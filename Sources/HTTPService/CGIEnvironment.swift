@@ -35,10 +35,18 @@ public struct CGIRequest: Sendable {
         self.serverSoftware = serverSoftware
     }
 
-    /// The variables, to be laid over the function's own environment.
+    /// The variables, by name.
     public var variables: [String: String] {
+        var block = EnvironmentBlock()
+        add(to: &block)
+        return block.variables
+    }
+
+    /// Adds the variables to `environment`; a name already there keeps its value (so the request's
+    /// variables go in first and the function's own environment after them).
+    public func add(to environment: inout EnvironmentBlock) {
         let path = request.path
-        let decodedPath = HTTPRequest.percentDecoded(path)
+        let decodedPath = path.utf8.contains(UInt8(ascii: "%")) ? HTTPRequest.percentDecoded(path) : path
         var scriptName = decodedPath
         var pathInfo = ""
         if let rest {
@@ -47,40 +55,75 @@ public struct CGIRequest: Sendable {
             if decodedPath.hasSuffix(pathInfo) { scriptName = String(decodedPath.dropLast(pathInfo.count)) }
             if pathInfo == "/" { pathInfo = "" }
         }
-        var out: [String: String] = [
-            "GATEWAY_INTERFACE": "CGI/1.1",
-            "SERVER_PROTOCOL": request.version.description,
-            "SERVER_SOFTWARE": serverSoftware,
-            "SERVER_NAME": request.headers["Host"].map(HostPattern.withoutPort) ?? serverName,
-            "SERVER_PORT": String(serverPort),
-            "REQUEST_METHOD": request.method,
-            "SCRIPT_NAME": scriptName,
-            "PATH_INFO": pathInfo,
-            "QUERY_STRING": request.query ?? "",
-            "REMOTE_ADDR": remoteAddress,
-            "REMOTE_PORT": String(remotePort),
-            "REQUEST_URI": request.target,
-            "REQUEST_PATH": path,
-            "REQUEST_QUERY": request.query ?? "",
-        ]
-        if let type = request.headers["Content-Type"] { out["CONTENT_TYPE"] = type }
+        let query = request.query ?? ""
+        let fields = request.headers.fields
+        // The target appears four times at most, the headers twice (HTTP_*, REQUEST_HEADERS).
+        let headerBytes = fields.reduce(0) { $0 + $1.name.utf8.count + $1.value.utf8.count + 8 }
+        environment.reserveCapacity(bytes: 400 + 4 * request.target.utf8.count + 2 * headerBytes, entries: 20 + fields.count)
+        environment.add("GATEWAY_INTERFACE", "CGI/1.1")
+        environment.add("SERVER_PROTOCOL", request.version.description)
+        environment.add("SERVER_SOFTWARE", serverSoftware)
+        environment.add("SERVER_NAME", request.headers["Host"].map(HostPattern.withoutPort) ?? serverName)
+        environment.add("SERVER_PORT", String(serverPort))
+        environment.add("REQUEST_METHOD", request.method)
+        environment.add("SCRIPT_NAME", scriptName)
+        environment.add("PATH_INFO", pathInfo)
+        environment.add("QUERY_STRING", query)
+        environment.add("REMOTE_ADDR", remoteAddress)
+        environment.add("REMOTE_PORT", String(remotePort))
+        environment.add("REQUEST_URI", request.target)
+        environment.add("REQUEST_PATH", path)
+        environment.add("REQUEST_QUERY", query)
+        if let type = request.headers["Content-Type"] { environment.add("CONTENT_TYPE", type) }
         if let length = request.headers["Content-Length"] {
-            out["CONTENT_LENGTH"] = length
+            environment.add("CONTENT_LENGTH", length)
         } else if !request.body.isEmpty {
-            out["CONTENT_LENGTH"] = String(request.body.count)  // a chunked body, now counted
+            environment.add("CONTENT_LENGTH", String(request.body.count))  // a chunked body, now counted
         }
-        var headers: [String: JSON] = [:]
-        var joined: [String: String] = [:]
-        for (name, value) in request.headers {
-            let lowered = name.lowercased()
-            headers[lowered] = headers[lowered].flatMap(\.stringValue).map { .string($0 + ", " + value) } ?? .string(value)
-            guard !name.contains("_"), lowered != "proxy", lowered != "content-type", lowered != "content-length" else { continue }
-            let key = "HTTP_" + name.uppercased().map { $0 == "-" ? "_" : $0 }.map(String.init).joined()
-            joined[key] = joined[key].map { $0 + ", " + value } ?? value
+
+        // Each header name once (names compare without case), its repeated values joined.
+        var headers: [(name: [UInt8], value: String)] = []
+        headers.reserveCapacity(fields.count)
+        var joined = [Bool](repeating: false, count: fields.count)
+        for i in fields.indices where !joined[i] {
+            var value = fields[i].value
+            for j in fields.indices.dropFirst(i + 1) where !joined[j] && HTTPHeaders.same(fields[j].name, fields[i].name) {
+                joined[j] = true
+                value += ", " + fields[j].value
+            }
+            headers.append((fields[i].name.utf8.map(Self.lowercased), value))
         }
-        for (key, value) in joined { out[key] = value }
-        out["REQUEST_HEADERS"] = JSON.object(headers).encoded()
-        out["PATH_PARAMS"] = JSON.object(parameters.mapValues { .string($0) }).encoded()
-        return out
+        var name: [UInt8] = []
+        for header in headers {
+            let lowered = header.name
+            guard !lowered.contains(UInt8(ascii: "_")), !lowered.elementsEqual("proxy".utf8),
+                  !lowered.elementsEqual("content-type".utf8), !lowered.elementsEqual("content-length".utf8) else { continue }
+            name.removeAll(keepingCapacity: true)
+            name.append(contentsOf: "HTTP_".utf8)
+            for byte in lowered { name.append(byte == UInt8(ascii: "-") ? UInt8(ascii: "_") : Self.uppercased(byte)) }
+            environment.add(name: name, value: header.value.utf8)
+        }
+
+        var json: [UInt8] = []
+        json.append(UInt8(ascii: "{"))
+        for (i, header) in headers.sorted(by: { $0.name.lexicographicallyPrecedes($1.name) }).enumerated() {
+            if i > 0 { json.append(UInt8(ascii: ",")) }
+            JSON.encode(string: String(decoding: header.name, as: UTF8.self), into: &json)
+            json.append(UInt8(ascii: ":"))
+            JSON.encode(string: header.value, into: &json)
+        }
+        json.append(UInt8(ascii: "}"))
+        environment.add(name: "REQUEST_HEADERS".utf8, value: json)
+        json.removeAll(keepingCapacity: true)
+        JSON.object(parameters.mapValues { .string($0) }).encode(into: &json)
+        environment.add(name: "PATH_PARAMS".utf8, value: json)
+    }
+
+    private static func lowercased(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "A") && byte <= UInt8(ascii: "Z") ? byte | 0x20 : byte
+    }
+
+    private static func uppercased(_ byte: UInt8) -> UInt8 {
+        byte >= UInt8(ascii: "a") && byte <= UInt8(ascii: "z") ? byte & ~0x20 : byte
     }
 }

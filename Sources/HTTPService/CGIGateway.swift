@@ -9,7 +9,11 @@ import Glibc
 public struct CGIProgram: Sendable {
     public var arguments: [String]
     /// The function's own environment (the request's variables are laid over it).
-    public var environment: [String: String]
+    public var environment: [String: String] {
+        didSet { encodedEnvironment = EnvironmentBlock(environment) }
+    }
+    /// `environment`, encoded once rather than per request.
+    private(set) var encodedEnvironment: EnvironmentBlock
     public var workingDirectory: String?
     /// From the start of the process until the response is complete; then its group is killed.
     public var timeout: Duration
@@ -20,6 +24,7 @@ public struct CGIProgram: Sendable {
                 timeout: Duration = .seconds(30)) {
         self.arguments = arguments
         self.environment = environment
+        encodedEnvironment = EnvironmentBlock(environment)
         self.workingDirectory = workingDirectory
         self.timeout = timeout
     }
@@ -65,9 +70,11 @@ public enum CGIGateway {
             }
         }
         defer { if spooled >= 0 { close(spooled) } }
-        var environment = program.environment
-        for (key, value) in request.variables { environment[key] = value }
-        var options = ProcessOptions(program.arguments, environment: environment, workingDirectory: program.workingDirectory)
+        var environment = EnvironmentBlock()
+        request.add(to: &environment)
+        environment.add(missingFrom: program.encodedEnvironment)
+        var options = ProcessOptions(program.arguments, workingDirectory: program.workingDirectory)
+        options.environment = environment
         // No body, no stdin pipe: the program reads end-of-file at once from /dev/null.
         let hasBody = streamed != nil || !request.request.body.isEmpty
         options.stdin = spooled >= 0 ? .fileDescriptor(spooled) : hasBody ? .pipe : .null

@@ -99,14 +99,17 @@ public actor HTTPServer {
 
     private enum Phase { case waiting, responding, streaming }
 
+    /// What of a begun request did not come in time.
+    private enum LateRequestPart { case head, body }
+
     private struct Connection {
         let channel: StreamChannel
         var task: Task<Void, Never>?
         var phase = Phase.waiting
         var deadline: ContinuousClock.Instant?
         /// The deadline is that of a request begun (its head, or its buffered body): when it passes
-        /// it is answered 408 with this message.
-        var deadlineAnswer: String?
+        /// it is answered 408.
+        var deadlineAnswer: LateRequestPart?
         /// That deadline passed: the 408 and the close are under way; what the client sends now
         /// is not served.
         var expired = false
@@ -275,7 +278,11 @@ public actor HTTPServer {
             // A request begun and not completed in time: 408, then the connection closes (which
             // ends the connection's task, waiting for the rest of the request).
             connections[id]?.expired = true
-            let timeout = HTTPError(.timeout, answer)
+            let late = switch answer {
+            case .head: "the request head did not come within \(configuration.headerTimeout)"
+            case .body: "the request body did not come within \(configuration.bodyTimeout)"
+            }
+            let timeout = HTTPError(.timeout, late)
             Task(executorPreference: loop) {
                 await self.refuse(timeout, on: channel)
                 try? await channel.flush()
@@ -285,12 +292,10 @@ public actor HTTPServer {
     }
 
     /// `answer`: the deadline is a request's, answered 408 with it (see `Connection.deadlineAnswer`).
-    private func setDeadline(_ id: Int, after duration: Duration?, answer: String? = nil) {
+    private func setDeadline(_ id: Int, after duration: Duration?, answer: LateRequestPart? = nil) {
         connections[id]?.deadline = duration.map { .now + $0 }
         connections[id]?.deadlineAnswer = duration == nil ? nil : answer
     }
-
-    private var headTimedOut: String { "the request head did not come within \(configuration.headerTimeout)" }
 
     // MARK: One connection
 
@@ -325,7 +330,7 @@ public actor HTTPServer {
                         break serving
                     }
                     if startsRequest && connections[id]?.phase == .waiting {
-                        setDeadline(id, after: configuration.headerTimeout, answer: headTimedOut)
+                        setDeadline(id, after: configuration.headerTimeout, answer: .head)
                     }
                     parser.append(bytes)
                 } catch {
@@ -358,8 +363,7 @@ public actor HTTPServer {
                         continue serving
                     }
                     if parser.isInMessage {
-                        setDeadline(id, after: configuration.bodyTimeout,
-                                    answer: "the request body did not come within \(configuration.bodyTimeout)")
+                        setDeadline(id, after: configuration.bodyTimeout, answer: .body)
                         if expectsContinue { try? await channel.write(HTTPWire.continueResponse) }
                     }
                 case .body(let bytes):
@@ -408,7 +412,7 @@ public actor HTTPServer {
             // Bytes of the next request already here start its header clock now.
             let begun = parser.bufferedByteCount > 0
             setDeadline(id, after: begun ? configuration.headerTimeout : configuration.idleTimeout,
-                        answer: begun ? headTimedOut : nil)
+                        answer: begun ? .head : nil)
             return (true, false, false)
         case .close: return (false, true, false)
         case .closed: return (false, false, false)

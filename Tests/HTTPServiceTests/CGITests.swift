@@ -97,6 +97,23 @@ private func parse(_ chunks: [String]) -> CGIResponseParser.Outcome {
         #expect(variables("/cgit/", rest: "")["PATH_INFO"] == "")
     }
 
+    @Test func theRequestsVariablesComeFirstAndWinOverTheFunctionsOwn() {
+        let request = HTTPRequest(method: "GET", target: "/a?q=1", headers: ["Host": "h", "X-Note": "say \"hi\"", "accept": "*/*"])
+        let cgi = CGIRequest(request: request, serverName: "127.0.0.1", serverPort: 8080, remoteAddress: "127.0.0.1",
+                             remotePort: 50123, serverSoftware: "roost/test")
+        let program = CGIProgram(arguments: ["/bin/true"], environment: ["QUERY_STRING": "forged", "HTTP_HOST": "forged", "LANG": "C.UTF-8"])
+        var environment = EnvironmentBlock()
+        cgi.add(to: &environment)
+        environment.add(missingFrom: program.encodedEnvironment)
+        let env = environment.variables
+        #expect(env["QUERY_STRING"] == "q=1" && env["HTTP_HOST"] == "h" && env["LANG"] == "C.UTF-8")
+        #expect(environment.description.hasPrefix("GATEWAY_INTERFACE=CGI/1.1\n"))
+        #expect(environment.description.hasSuffix("\nLANG=C.UTF-8"))
+        #expect(env["HTTP_X_NOTE"] == "say \"hi\"" && env["HTTP_ACCEPT"] == "*/*")
+        #expect(env["REQUEST_HEADERS"] == #"{"accept":"*/*","host":"h","x-note":"say \"hi\""}"#)
+        #expect(env["PATH_PARAMS"] == "{}")
+    }
+
     @Test func httpoxyAndUnderscoreHeadersNeverBecomeVariables() {
         let env = variables("/", headers: ["Host": "h", "Proxy": "http://evil:1", "X_Real_IP": "6.6.6.6", "X-Real-IP": "1.2.3.4"])
         #expect(env["HTTP_PROXY"] == nil)
