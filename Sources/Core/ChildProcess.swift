@@ -169,6 +169,14 @@ public actor ChildProcess {
         inOwnProcessGroup = group
     }
 
+    /// Starts the threads that spawn children, if they have not started yet. A host calls it
+    /// first thing, before it opens any descriptor: each thread reserves a few descriptor numbers
+    /// for its children's standard streams, and the lower they are, the less of the host's
+    /// descriptor table every spawn copies and closes again.
+    public static func prepareSpawning() {
+        SpawnThreads.start()
+    }
+
     /// Starts a child. Throws when it cannot be started (no such program, not executable, bad
     /// working directory, a user or limit the host may not set); nothing is left open then.
     public static func spawn(on loop: EventLoop, _ options: ProcessOptions) async throws -> ChildProcess {

@@ -24,18 +24,33 @@ final class SpawnThreads: Sendable {
     private init(count: Int) {
         available = .allocate(capacity: 1)
         sem_init(available, 0, 0)
+        let prepared = UnsafeMutablePointer<sem_t>.allocate(capacity: 1)
+        sem_init(prepared, 0, 0)
         for index in 0..<count {
             var thread: pthread_t = 0
-            let box = Unmanaged.passRetained(ThreadStart(owner: self, name: "roost-spawn-\(index)"))
+            let box = Unmanaged.passRetained(ThreadStart(owner: self, name: "roost-spawn-\(index)", prepared: prepared))
             let rc = pthread_create(&thread, nil, { raw in
                 let start = Unmanaged<ThreadStart>.fromOpaque(raw!).takeRetainedValue()
                 roost_set_thread_name(start.name)
                 _ = roost_spawn_prepare_thread()  // its descriptor slots, while their numbers are low
+                sem_post(start.prepared)
                 start.owner.serve()
             }, box.toOpaque())
             precondition(rc == 0, "pthread_create failed: \(rc)")
             pthread_detach(thread)
         }
+        // Every thread has its slots before anything else opens a descriptor (see `start`).
+        for _ in 0..<count { while sem_wait(prepared) != 0 {} }
+        sem_destroy(prepared)
+        prepared.deallocate()
+    }
+
+    /// Starts the threads now, if not yet. Each child's descriptor table is copied from the
+    /// host's up to its thread's slots and the copy's extra descriptors closed again: a host that
+    /// starts the threads before it opens anything keeps that to a few descriptors, where threads
+    /// started under load had their slots above every open connection (fifty closes per spawn).
+    static func start() {
+        _ = shared
     }
 
     /// Runs `body` on one of the threads and returns its result.
@@ -60,11 +75,14 @@ final class SpawnThreads: Sendable {
     }
 }
 
-private final class ThreadStart: Sendable {
+private final class ThreadStart: @unchecked Sendable {
+    // @unchecked: `prepared` is a semaphore, made for use across threads.
     let owner: SpawnThreads
     let name: String
-    init(owner: SpawnThreads, name: String) {
+    let prepared: UnsafeMutablePointer<sem_t>
+    init(owner: SpawnThreads, name: String, prepared: UnsafeMutablePointer<sem_t>) {
         self.owner = owner
         self.name = name
+        self.prepared = prepared
     }
 }

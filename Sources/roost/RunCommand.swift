@@ -82,6 +82,7 @@ struct RunCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
+        ChildProcess.prepareSpawning()  // before any descriptor is opened
         let level = logLevel
         let format = logFormat
         LoggingSystem.bootstrap { label in LogOutput(label: label, level: level, format: format) }
