@@ -1,3 +1,7 @@
+#if canImport(Glibc)
+import Glibc
+#endif
+
 /// A child's environment laid out as `execve` takes it: `NAME=value` strings, each ended by a NUL,
 /// back to back in one buffer, in the order they were added, each name once.
 ///
@@ -36,33 +40,47 @@ public struct EnvironmentBlock: Sendable, Equatable, CustomStringConvertible {
     /// result is false): the first value given for a name is the one that counts.
     @discardableResult
     public mutating func add(_ name: String, _ value: String) -> Bool {
-        add(name: name.utf8, value: value.utf8)
+        var name = name, value = value
+        return name.withUTF8 { name in value.withUTF8 { add(name, $0) } }
     }
 
     @discardableResult
-    public mutating func add(name: some Collection<UInt8>, value: some Collection<UInt8>) -> Bool {
+    public mutating func add(_ name: String, _ value: [UInt8]) -> Bool {
+        var name = name
+        return name.withUTF8 { name in value.withUnsafeBufferPointer { add(name, $0) } }
+    }
+
+    @discardableResult
+    public mutating func add(_ name: [UInt8], _ value: String) -> Bool {
+        var value = value
+        return name.withUnsafeBufferPointer { name in value.withUTF8 { add(name, $0) } }
+    }
+
+    private mutating func add(_ name: UnsafeBufferPointer<UInt8>, _ value: UnsafeBufferPointer<UInt8>) -> Bool {
         guard index(of: name) == nil else { return false }
         let start = storage.count
         storage.append(contentsOf: name)
-        let nameLength = storage.count - start
         storage.append(UInt8(ascii: "="))
         storage.append(contentsOf: value)
-        entries.append(Entry(start: start, nameLength: nameLength, end: storage.count))
+        entries.append(Entry(start: start, nameLength: name.count, end: storage.count))
         storage.append(0)
         return true
     }
 
     /// Adds each variable of `other` whose name is not here yet, in `other`'s order.
     public mutating func add(missingFrom other: EnvironmentBlock) {
-        for entry in other.entries {
-            let name = other.storage[entry.start..<entry.start + entry.nameLength]
-            add(name: name, value: other.storage[entry.start + entry.nameLength + 1..<entry.end])
+        other.storage.withUnsafeBufferPointer { text in
+            for entry in other.entries {
+                let name = UnsafeBufferPointer(rebasing: text[entry.start..<entry.start + entry.nameLength])
+                _ = add(name, UnsafeBufferPointer(rebasing: text[entry.start + entry.nameLength + 1..<entry.end]))
+            }
         }
     }
 
     /// The value of `name`, or nil.
     public func value(of name: String) -> String? {
-        guard let found = index(of: name.utf8) else { return nil }
+        var name = name
+        guard let found = name.withUTF8({ index(of: $0) }) else { return nil }
         let entry = entries[found]
         return String(decoding: storage[entry.start + entry.nameLength + 1..<entry.end], as: UTF8.self)
     }
@@ -97,11 +115,12 @@ public struct EnvironmentBlock: Sendable, Equatable, CustomStringConvertible {
         }
     }
 
-    private func index(of name: some Collection<UInt8>) -> Int? {
-        let length = name.count
-        for (i, entry) in entries.enumerated() where entry.nameLength == length {
-            if storage[entry.start..<entry.start + length].elementsEqual(name) { return i }
+    private func index(of name: UnsafeBufferPointer<UInt8>) -> Int? {
+        storage.withUnsafeBufferPointer { text in
+            for (i, entry) in entries.enumerated() where entry.nameLength == name.count {
+                if name.isEmpty || memcmp(text.baseAddress! + entry.start, name.baseAddress!, name.count) == 0 { return i }
+            }
+            return nil
         }
-        return nil
     }
 }

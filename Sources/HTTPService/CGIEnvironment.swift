@@ -101,7 +101,7 @@ public struct CGIRequest: Sendable {
             name.removeAll(keepingCapacity: true)
             name.append(contentsOf: "HTTP_".utf8)
             for byte in lowered { name.append(byte == UInt8(ascii: "-") ? UInt8(ascii: "_") : Self.uppercased(byte)) }
-            environment.add(name: name, value: header.value.utf8)
+            environment.add(name, header.value)
         }
 
         var json: [UInt8] = []
@@ -113,10 +113,10 @@ public struct CGIRequest: Sendable {
             JSON.encode(string: header.value, into: &json)
         }
         json.append(UInt8(ascii: "}"))
-        environment.add(name: "REQUEST_HEADERS".utf8, value: json)
+        environment.add("REQUEST_HEADERS", json)
         json.removeAll(keepingCapacity: true)
         JSON.object(parameters.mapValues { .string($0) }).encode(into: &json)
-        environment.add(name: "PATH_PARAMS".utf8, value: json)
+        environment.add("PATH_PARAMS", json)
     }
 
     private static func lowercased(_ byte: UInt8) -> UInt8 {

@@ -66,10 +66,13 @@ public struct HTTPRequest: Sendable {
 
     /// The query of the target without the `?`, still encoded; nil when the target has none.
     public var query: String? {
-        var rest = Substring(target)
-        if let hash = rest.firstIndex(of: "#") { rest = rest[..<hash] }
-        guard let question = rest.firstIndex(of: "?") else { return nil }
-        return String(rest[rest.index(after: question)...])
+        // Scanned as bytes: `?` and `#` are ASCII, so their indices are those of the string too.
+        let utf8 = target.utf8
+        guard let question = utf8.firstIndex(where: { $0 == UInt8(ascii: "?") || $0 == UInt8(ascii: "#") }),
+              utf8[question] == UInt8(ascii: "?") else { return nil }
+        let start = utf8.index(after: question)
+        let end = utf8[start...].firstIndex(of: UInt8(ascii: "#")) ?? utf8.endIndex
+        return String(target[start..<end])
     }
 
     /// The query's `name=value` pairs, decoded (`+` is a space), in order; a name without `=` has

@@ -18,7 +18,7 @@ import Testing
     @Test func entriesKeepTheirOrderAndTheFirstValueOfANameCounts() {
         var block = EnvironmentBlock()
         let added = [block.add("QUERY_STRING", "a=1"), block.add("EMPTY", ""), block.add("QUERY_STRING", "forged"),
-                     block.add(name: Array("HTTP_X".utf8), value: "v=w".utf8)]
+                     block.add(Array("HTTP_X".utf8), "v=w")]
         #expect(added == [true, true, false, true])
         #expect(strings(block) == ["QUERY_STRING=a=1", "EMPTY=", "HTTP_X=v=w"])
         #expect(block.count == 3)

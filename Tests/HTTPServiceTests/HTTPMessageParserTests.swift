@@ -103,6 +103,10 @@ private let pipeline = """
         #expect(request.queryItems.map(\.value) == ["1", "hello world", "é", ""])
         #expect(HTTPRequest(method: "GET", target: "http://host:8080/p?q").path == "/p")
         #expect(HTTPRequest(method: "GET", target: "/plain").query == nil)
+        #expect(HTTPRequest(method: "GET", target: "/a#frag?not-a-query").query == nil)
+        #expect(HTTPRequest(method: "GET", target: "/a?").query == "")
+        #expect(HTTPRequest(method: "GET", target: "/é?q=é?x#y").query == "q=é?x")
+        #expect(HTTPRequest(method: "GET", target: "http://host/p?q#f").query == "q")
         #expect(HTTPRequest.percentDecoded("100%") == "100%")
     }
 
