@@ -19,8 +19,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <linux/sched.h>
+#include <stdatomic.h>
+#include <stdint.h>
+
 #ifndef CLONE_PIDFD
 #define CLONE_PIDFD 0x00001000
+#endif
+#ifndef CLONE_CLEAR_SIGHAND
+#define CLONE_CLEAR_SIGHAND 0x100000000ULL
+#endif
+#ifndef SYS_clone3
+#define SYS_clone3 435
 #endif
 #ifndef CLOSE_RANGE_UNSHARE
 #define CLOSE_RANGE_UNSHARE (1U << 1)
@@ -62,8 +72,97 @@ int roost_spawn_prepare_thread(void) {
     return 0;
 }
 
+// clone3 on a stack of the caller's choosing: the child starts on that stack with the caller's
+// registers, so it cannot return through C code; this calls fn(arg) there and exits with its
+// result. Returns the child's pid to the parent, or -errno. (glibc has such a function but does
+// not export it.)
+#if defined(__x86_64__)
+#define ROOST_HAVE_CLONE3 1
+long roost_clone3(struct clone_args *args, size_t size, int (*fn)(void *), void *arg);
+__asm__(
+    ".text\n"
+    ".globl roost_clone3\n"
+    ".hidden roost_clone3\n"
+    ".type roost_clone3, @function\n"
+    "roost_clone3:\n"
+    "    mov %rcx, %r8\n"          // arg: rdx and r8 survive the syscall, rcx does not
+    "    mov $435, %eax\n"         // SYS_clone3
+    "    syscall\n"
+    "    test %rax, %rax\n"
+    "    jz 1f\n"
+    "    ret\n"
+    "1:  xor %ebp, %ebp\n"        // the outermost frame
+    "    and $-16, %rsp\n"
+    "    mov %r8, %rdi\n"
+    "    call *%rdx\n"
+    "    mov %eax, %edi\n"
+    "    mov $60, %eax\n"          // SYS_exit
+    "    syscall\n"
+    "    hlt\n"
+    ".size roost_clone3, .-roost_clone3\n");
+#elif defined(__aarch64__)
+#define ROOST_HAVE_CLONE3 1
+long roost_clone3(struct clone_args *args, size_t size, int (*fn)(void *), void *arg);
+__asm__(
+    ".text\n"
+    ".globl roost_clone3\n"
+    ".hidden roost_clone3\n"
+    ".type roost_clone3, %function\n"
+    "roost_clone3:\n"
+    "    mov x8, #435\n"           // SYS_clone3; every register but x0 survives it
+    "    svc #0\n"
+    "    cbz x0, 1f\n"
+    "    ret\n"
+    "1:  mov x29, #0\n"
+    "    mov x30, #0\n"
+    "    mov x0, x3\n"
+    "    blr x2\n"
+    "    mov x8, #93\n"            // SYS_exit
+    "    svc #0\n"
+    "    brk #0\n"
+    ".size roost_clone3, .-roost_clone3\n");
+#else
+#define ROOST_HAVE_CLONE3 0
+#endif
+
+// Whether clone3 with CLONE_CLEAR_SIGHAND works here (Linux 5.5 and later, and no seccomp filter
+// refusing it): 1 yes, 0 not known yet, -1 no (then clone, and the child resets every signal).
+static atomic_int clone3_usable = 0;
+
+// The signals the host ignores, bit n-1 for signal n; valid while ignored_known is 1. A cleared
+// handler leaves an ignored signal ignored, so the child sets these to their default itself.
+static _Atomic uint64_t ignored_signals = 0;
+static atomic_int ignored_known = 0;
+
+void roost_spawn_use_clone3(int use) {
+    atomic_store(&clone3_usable, use ? 0 : -1);
+}
+
+void roost_spawn_signals_changed(void) {
+    atomic_store(&ignored_known, 0);
+}
+
+static uint64_t host_ignored_signals(void) {
+    if (atomic_load(&ignored_known)) return atomic_load(&ignored_signals);
+    uint64_t ignored = 0;
+    for (int signal_number = 1; signal_number < _NSIG && signal_number <= 64; signal_number++) {
+        // The raw call: the C library's sigaction() refuses its own real-time signals.
+        unsigned long action[4] = {0, 0, 0, 0};
+        if (syscall(SYS_rt_sigaction, signal_number, NULL, action, sizeof(unsigned long)) == 0
+            && action[0] == (unsigned long)SIG_IGN) {
+            ignored |= (uint64_t)1 << (signal_number - 1);
+        }
+    }
+    atomic_store(&ignored_signals, ignored);
+    atomic_store(&ignored_known, 1);
+    return ignored;
+}
+
 struct child_state {
     const struct roost_spawn_request *request;
+    // The clone cleared the host's handlers: only these ignored signals need their default back.
+    int handlers_cleared;
+    uint64_t ignored;
     int slots[3];
     int last_slot;
     pid_t parent;
@@ -116,11 +215,17 @@ static int child_main(void *argument) {
     const struct roost_spawn_request *request = state->request;
 
     // Every signal back to its default: handlers of the host must never run here (this memory is
-    // the host's), and ignored ones (SIGPIPE) must not stay ignored for the service. The raw call
-    // reaches the C library's own real-time signals too, which its sigaction() refuses; an
-    // all-zero kernel sigaction is SIG_DFL with no flags and no mask on every layout.
+    // the host's), and ignored ones (SIGPIPE) must not stay ignored for the service. After a
+    // clone3 that cleared the handlers, only the ignored ones are left to do; otherwise all of
+    // them, a system call each. The raw call reaches the C library's own real-time signals too,
+    // which its sigaction() refuses; an all-zero kernel sigaction is SIG_DFL with no flags and no
+    // mask on every layout.
     for (int signal_number = 1; signal_number < _NSIG; signal_number++) {
         if (signal_number == SIGKILL || signal_number == SIGSTOP) continue;
+        if (state->handlers_cleared
+            && (signal_number > 64 || !(state->ignored & ((uint64_t)1 << (signal_number - 1))))) {
+            continue;
+        }
         unsigned long default_action[4] = {0, 0, 0, 0};
         syscall(SYS_rt_sigaction, signal_number, default_action, NULL, sizeof(unsigned long));
     }
@@ -241,9 +346,40 @@ void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_r
     pthread_sigmask(SIG_BLOCK, &all, &state.parent_mask);
 
     int pidfd = -1;
-    pid_t pid = clone(child_main, (char *)stack + stack_size,
-                      CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &state, (pid_t *)&pidfd);
-    int clone_error = errno;
+    pid_t pid = -1;
+    int clone_error = 0;
+    int cloned = 0;
+#if ROOST_HAVE_CLONE3
+    if (atomic_load(&clone3_usable) >= 0) {
+        state.handlers_cleared = 1;
+        state.ignored = host_ignored_signals();
+        struct clone_args args = {
+            .flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | CLONE_CLEAR_SIGHAND,
+            .pidfd = (uint64_t)(uintptr_t)&pidfd,
+            .exit_signal = SIGCHLD,
+            .stack = (uint64_t)(uintptr_t)stack,
+            .stack_size = stack_size,
+        };
+        long rc = roost_clone3(&args, sizeof args, child_main, &state);
+        if (rc >= 0) {
+            pid = (pid_t)rc;
+            cloned = 1;
+            atomic_store(&clone3_usable, 1);
+        } else if ((rc == -ENOSYS || rc == -EINVAL || rc == -EPERM) && atomic_load(&clone3_usable) == 0) {
+            // An older kernel, or a filter that refuses clone3: clone from now on.
+            atomic_store(&clone3_usable, -1);
+        } else {
+            clone_error = (int)-rc;
+            cloned = 1;
+        }
+    }
+#endif
+    if (!cloned) {
+        state.handlers_cleared = 0;
+        pid = clone(child_main, (char *)stack + stack_size,
+                    CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &state, (pid_t *)&pidfd);
+        clone_error = errno;
+    }
     // The host must not keep the child's ends of its pipes open (it would never see their end).
     reset_slots();
 

@@ -71,6 +71,7 @@ public final class EventLoop: SerialExecutor, TaskExecutor, @unchecked Sendable 
     public init(name: String = "roost-loop") {
         // A peer that goes away must be an EPIPE on that write, never the end of the process.
         signal(SIGPIPE, SIG_IGN)
+        roost_spawn_signals_changed()
         self.name = name
         uv = .allocate(capacity: 1)
         wakeup = .allocate(capacity: 1)

@@ -1,4 +1,5 @@
 import CLibUV
+import CSpawn
 import Core
 import Glibc
 import Testing
@@ -605,23 +606,47 @@ private func options(_ arguments: [String], stdin: ProcessOptions.Stdio = .null,
 }
 
 /// What the child starts with besides its arguments: the spawn happens in the host's memory, so
-/// these check that nothing of the host's state leaks into the program.
-@Suite struct ChildProcessStartStateTests {
-    /// The host ignores SIGPIPE and its threads block signals; the program gets neither.
-    @Test func signalsStartAtTheirDefaults() async throws {
-        let loop = EventLoop()
-        defer { loop.shutdown() }
-        _ = signal(SIGPIPE, SIG_IGN)  // as every roost host does
+/// these check that nothing of the host's state leaks into the program. One at a time: one of them
+/// changes the process's signal dispositions for a moment, which another's child must not see.
+@Suite(.serialized) struct ChildProcessStartStateTests {
+    /// The fields of the child's /proc/self/status.
+    private func childStatus(on loop: EventLoop) async throws -> [String: String] {
         try await withChild(on: loop, options(["/bin/cat", "/proc/self/status"], stdout: .pipe)) { child in
             let status = String(decoding: try await #require(child.stdout).readAll(), as: UTF8.self)
-            let fields = Dictionary(status.split(separator: "\n").compactMap { line -> (String, String)? in
+            #expect(try await child.wait().succeeded)
+            return Dictionary(status.split(separator: "\n").compactMap { line -> (String, String)? in
                 guard let colon = line.firstIndex(of: ":") else { return nil }
                 return (String(line[..<colon]), line[line.index(after: colon)...].split(whereSeparator: \.isWhitespace).first.map(String.init) ?? "")
             }, uniquingKeysWith: { a, _ in a })
-            #expect(fields["SigIgn"] == "0000000000000000")
-            #expect(fields["SigBlk"] == "0000000000000000")
-            #expect(try await child.wait().succeeded)
         }
+    }
+
+    /// The host ignores SIGPIPE and its threads block signals; the program gets neither, whether
+    /// the kernel cleared the host's handlers at the clone (clone3) or the child reset each signal.
+    @Test(arguments: [true, false]) func signalsStartAtTheirDefaults(clone3: Bool) async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        _ = signal(SIGPIPE, SIG_IGN)  // as every roost host does
+        roost_spawn_use_clone3(clone3 ? 1 : 0)
+        defer { roost_spawn_use_clone3(1) }
+        let fields = try await childStatus(on: loop)
+        #expect(fields["SigIgn"] == "0000000000000000")
+        #expect(fields["SigBlk"] == "0000000000000000")
+    }
+
+    /// A signal the host comes to ignore after its first spawns is not ignored by the programs it
+    /// starts next, once the host has said so (`roost_spawn_signals_changed`).
+    @Test func aSignalIgnoredLaterIsResetToo() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        _ = try await childStatus(on: loop)  // the ignored signals are known from here on
+        let previous = signal(SIGURG, SIG_IGN)
+        roost_spawn_signals_changed()
+        defer {
+            signal(SIGURG, previous)
+            roost_spawn_signals_changed()
+        }
+        #expect(try await childStatus(on: loop)["SigIgn"] == "0000000000000000")
     }
 
     /// A descriptor the host opened without close-on-exec does not reach the program. `ls` lists

@@ -76,6 +76,16 @@ void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_r
 // waking another thread. Returns 0, or -errno.
 int roost_spawn_prepare_thread(void);
 
+// Tells roost_spawn that the host's signal dispositions changed (a signal was ignored, or no
+// longer is). Where the kernel clears the host's signal handlers in the child at the clone
+// (clone3, Linux 5.5), the child only sets back to default the signals the host ignores, which
+// roost_spawn reads once and keeps until this is called.
+void roost_spawn_signals_changed(void);
+
+// 0: every spawn from now on uses clone (the child resets each signal itself), as where clone3
+// is missing; 1: clone3 again where it works. For tests of both ways.
+void roost_spawn_use_clone3(int use);
+
 // A connected pair of unix stream sockets, both close-on-exec (no other child inherits them), to
 // serve as a child's standard stream: unlike a pipe, the host's end can be shut down for writing
 // (the child then reads end-of-file). Returns 0, or -errno.
