@@ -7,7 +7,8 @@ import Glibc
 
 /// A child process for one brief exchange (a CGI request), driven by callbacks on its loop
 /// instead of tasks: its stdout and stderr are read when they become readable and handed to one
-/// event handler, its exit is seen on its pidfd, its timeout is a loop timer. Starting one and
+/// event handler, its exit is seen as its output ends (on its pidfd when it outlives the output),
+/// its timeout is a loop timer. Starting one and
 /// seeing it through costs the loop a few system calls and no task per stream, which is what
 /// a process per request needs; `ChildProcess` is the general form (channels, waiting tasks).
 ///
@@ -115,7 +116,9 @@ public final class BriefChild: @unchecked Sendable {
         }
         let child = BriefChild(loop: loop, launched: launched, group: options.grouping != .host, handler: handler)
         child.watch = watch
-        for stream in [Stream.output, .diagnostics, .exit] where child.descriptors[stream.rawValue] >= 0 {
+        // The exit is watched from the output's end on (see `followExit`), or at once without an output.
+        let streams = child.descriptors[Stream.output.rawValue] >= 0 ? [Stream.output, .diagnostics] : [.diagnostics, .exit]
+        for stream in streams where child.descriptors[stream.rawValue] >= 0 {
             guard let token = watch.add(child.descriptors[stream.rawValue], stream: stream, of: child) else {
                 let error = errno
                 child.abandon()
@@ -156,12 +159,15 @@ public final class BriefChild: @unchecked Sendable {
             // Cannot watch it again: the output ends here.
             close(.output)
             deliver(.outputEnd)
+            followExit()
         }
     }
 
     /// Stops reading stdout for good; the program gets EPIPE on its next write.
     public func closeOutput() {
+        guard descriptors[Stream.output.rawValue] >= 0 else { return }
         close(.output)
+        followExit()
         releaseIfDone()
     }
 
@@ -217,7 +223,19 @@ public final class BriefChild: @unchecked Sendable {
             }
             if count < 0 && (errno == EAGAIN || errno == EINTR) { return }
             close(stream)
-            deliver(stream == .output ? .outputEnd : .diagnosticsEnd)
+            guard stream == .output else {
+                deliver(.diagnosticsEnd)
+                break
+            }
+            // Reaped before the output's end is told: the owner's kill of the group then finds it
+            // empty at once, and no later look at the group is needed.
+            let exited = reapIfExited()
+            deliver(.outputEnd)
+            if let exited {
+                deliver(.exited(exited))
+            } else {
+                followExit()
+            }
         case .exit:
             guard let termination = TerminationStatus.reap(pid) else { return }  // not yet: the poll fires again
             status = termination
@@ -234,13 +252,56 @@ public final class BriefChild: @unchecked Sendable {
         Glibc.close(descriptors[stream.rawValue])
         descriptors[stream.rawValue] = -1
         switch stream {
-        case .output: deliver(.outputEnd)
+        case .output:
+            deliver(.outputEnd)
+            // The exit was not watched yet: it cannot be now.
+            if descriptors[Stream.exit.rawValue] >= 0 && tokens[Stream.exit.rawValue] == nil {
+                Glibc.close(descriptors[Stream.exit.rawValue])
+                descriptors[Stream.exit.rawValue] = -1
+                abandoned = true
+                deliver(.exited(nil))
+            }
         case .diagnostics: deliver(.diagnosticsEnd)
         case .exit:
             abandoned = true
             deliver(.exited(nil))
         }
         releaseIfDone()
+    }
+
+    /// Reaps the child if it has exited and its exit is not watched yet: its status then (to be
+    /// delivered by the caller), else nil.
+    private func reapIfExited() -> TerminationStatus? {
+        guard descriptors[Stream.exit.rawValue] >= 0, tokens[Stream.exit.rawValue] == nil,
+              let termination = TerminationStatus.reap(pid) else { return nil }
+        status = termination
+        close(.exit)
+        return termination
+    }
+
+    /// The output has ended, and with it, nearly always, the program: reaped here if it has
+    /// exited, else its pidfd is watched from now on. Most programs end with their output, so
+    /// most spawns never put the pidfd in the watch (an `epoll_ctl` and an event less each).
+    private func followExit() {
+        let pidfd = descriptors[Stream.exit.rawValue]
+        guard pidfd >= 0, tokens[Stream.exit.rawValue] == nil else { return }
+        if let termination = reapIfExited() {
+            deliver(.exited(termination))
+            return
+        }
+        if let watch, let token = watch.add(pidfd, stream: .exit, of: self) {
+            tokens[Stream.exit.rawValue] = token
+            return
+        }
+        // The pidfd cannot be watched (the kernel's epoll limits): the child is not left running
+        // unwatched, it is killed and reaped now.
+        signalGroup(SIGKILL)
+        kill(pid, SIGKILL)
+        var raw: Int32 = 0
+        while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
+        status = TerminationStatus(code: 0, signal: SIGKILL)
+        close(.exit)
+        deliver(.exited(status))
     }
 
     private func deliver(_ event: Event) {

@@ -146,6 +146,35 @@ private func cleanUp(_ pid: Int32) {
         #expect(status == TerminationStatus(code: 0, signal: 0))
     }
 
+    /// The exit is usually seen as the output ends; a program that closes its output and goes
+    /// on is still seen to its exit, after the output's end.
+    @Test func aProgramThatOutlivesItsOutputIsSeenToItsExit() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let recorder = Recorder()
+        let child = try await BriefChild.start(on: loop, shellOptions("printf bye; exec >&-; sleep 0.3; exit 5"),
+                                               timeout: .seconds(30), handler: recorder.handler())
+        defer { cleanUp(child.pid) }
+        var events: [Seen] = []
+        for await event in recorder.events where event != .diagnosticsEnd { events.append(event) }
+        #expect(events == [.output(Array("bye".utf8)), .outputEnd, .exited(TerminationStatus(code: 5, signal: 0))])
+    }
+
+    /// Without an output pipe there is no output's end to wait for: the exit is watched at once.
+    @Test func aProgramWithoutAnOutputPipeIsSeenToItsExit() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let recorder = Recorder()
+        var options = shellOptions("exit 7")
+        options.stdout = .null
+        let child = try await BriefChild.start(on: loop, options, timeout: .seconds(30), handler: recorder.handler())
+        defer { cleanUp(child.pid) }
+        var events: [Seen] = []
+        for await event in recorder.events { events.append(event) }
+        #expect(events.contains(.exited(TerminationStatus(code: 7, signal: 0))))
+        #expect(!events.contains(.outputEnd))
+    }
+
     @Test func theLoopShuttingDownEndsEveryStream() async throws {
         let loop = EventLoop()
         let recorder = Recorder()
