@@ -76,15 +76,16 @@ int roost_spawn_prepare_thread(void) {
 // registers, so it cannot return through C code; this calls fn(arg) there and exits with its
 // result. Returns the child's pid to the parent, or -errno. (glibc has such a function but does
 // not export it.)
-#if defined(__x86_64__)
+#if defined(__x86_64__) || defined(__aarch64__)
 #define ROOST_HAVE_CLONE3 1
 long roost_clone3(struct clone_args *args, size_t size, int (*fn)(void *), void *arg);
-__asm__(
-    ".text\n"
-    ".globl roost_clone3\n"
-    ".hidden roost_clone3\n"
-    ".type roost_clone3, @function\n"
-    "roost_clone3:\n"
+#define CLONE3_BEGIN(type) ".text\n.globl roost_clone3\n.hidden roost_clone3\n.type roost_clone3, " type "\nroost_clone3:\n"
+#define CLONE3_END ".size roost_clone3, .-roost_clone3\n"
+#else
+#define ROOST_HAVE_CLONE3 0
+#endif
+#if defined(__x86_64__)
+__asm__(CLONE3_BEGIN("@function")
     "    mov %rcx, %r8\n"          // arg: rdx and r8 survive the syscall, rcx does not
     "    mov $435, %eax\n"         // SYS_clone3
     "    syscall\n"
@@ -99,16 +100,9 @@ __asm__(
     "    mov $60, %eax\n"          // SYS_exit
     "    syscall\n"
     "    hlt\n"
-    ".size roost_clone3, .-roost_clone3\n");
+    CLONE3_END);
 #elif defined(__aarch64__)
-#define ROOST_HAVE_CLONE3 1
-long roost_clone3(struct clone_args *args, size_t size, int (*fn)(void *), void *arg);
-__asm__(
-    ".text\n"
-    ".globl roost_clone3\n"
-    ".hidden roost_clone3\n"
-    ".type roost_clone3, %function\n"
-    "roost_clone3:\n"
+__asm__(CLONE3_BEGIN("%function")
     "    mov x8, #435\n"           // SYS_clone3; every register but x0 survives it
     "    svc #0\n"
     "    cbz x0, 1f\n"
@@ -120,9 +114,7 @@ __asm__(
     "    mov x8, #93\n"            // SYS_exit
     "    svc #0\n"
     "    brk #0\n"
-    ".size roost_clone3, .-roost_clone3\n");
-#else
-#define ROOST_HAVE_CLONE3 0
+    CLONE3_END);
 #endif
 
 // Whether clone3 with CLONE_CLEAR_SIGHAND works here (Linux 5.5 and later, and no seccomp filter
