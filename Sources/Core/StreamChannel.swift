@@ -116,6 +116,8 @@ public actor StreamChannel {
     private var deliverer: (@Sendable ([UInt8]?) -> Void)?
 
     private var queuedWrites = 0
+    /// Every byte ever handed to `write`.
+    private var acceptedBytes = 0
     private var writeError: UVError?
     private var drainWaiters = Waiters<Void>()
     private var closeWaiters: [CheckedContinuation<Void, Never>] = []
@@ -141,6 +143,12 @@ public actor StreamChannel {
     public var unreadByteCount: Int { buffered }
     /// Bytes handed to `write` that have not reached the kernel yet.
     public var unsentByteCount: Int { queuedWrites }
+    /// Bytes handed to the kernel so far: it grows as long as the peer takes what is written
+    /// (also within one large write, which libuv hands over in parts).
+    public var sentByteCount: Int {
+        guard let handle else { return acceptedBytes }
+        return acceptedBytes - uv_stream_get_write_queue_size(handle)
+    }
     public var limits: (read: Int, write: Int) { (readLimit, writeLimit) }
 
     /// Who is at the other end of a unix socket, as the kernel saw it at connect time
@@ -302,6 +310,7 @@ public actor StreamChannel {
         if let writeError { throw writeError }
         guard let handle else { throw UVError.closed("write") }
         if bytes.isEmpty { return }
+        acceptedBytes += bytes.count
         var offset = 0
         if queuedWrites == 0 {
             // Nothing queued: try the socket directly, which saves a copy when it has room.

@@ -38,7 +38,8 @@ import Glibc
 /// - Timeouts: a connection waiting for its next request is closed after `idleTimeout`; one
 ///   whose request head is not complete `headerTimeout` after its first byte is closed too
 ///   (slowloris), after a 408 answer, and so is one whose buffered body is not complete
-///   `bodyTimeout` after its head. Not done yet: a timeout for slow readers of responses.
+///   `bodyTimeout` after its head. A connection whose client takes none of the response bytes
+///   waiting for it for `sendTimeout` is closed (a slow reader that keeps taking some is not).
 /// - At most `maxConnections` are served at once; more wait in the listen backlog.
 public actor HTTPServer {
     public typealias Handler = @Sendable (HTTPRequest) async -> HTTPResponse
@@ -55,6 +56,9 @@ public actor HTTPServer {
         public var bodyTimeout: Duration = .seconds(60)
         /// How long a connection being closed after an error is read from before it is closed.
         public var lingerTimeout: Duration = .seconds(2)
+        /// How long response bytes may wait for a client that takes none of them before the
+        /// connection is closed (the handler's stream, if any, is ended with it).
+        public var sendTimeout: Duration = .seconds(60)
         /// Whether a request's body is handed to the handler as it arrives (`HTTPRequest.streamedBody`,
         /// the handler called once the head is complete) instead of whole in `body`. `maxBodySize`
         /// is then the body's first `limit`, which the handler may change before it reads.
@@ -113,6 +117,8 @@ public actor HTTPServer {
         /// That deadline passed: the 408 and the close are under way; what the client sends now
         /// is not served.
         var expired = false
+        /// Response bytes wait for the client: how many it had taken when it last took some, and when.
+        var sending: (sent: Int, since: ContinuousClock.Instant)?
         var writer: Task<(StreamOutcome, Int), Never>?
     }
 
@@ -250,7 +256,8 @@ public actor HTTPServer {
     /// clearing a timeout per request is a plain assignment.
     private func startTicker() {
         guard ticker == nil else { return }
-        let timeouts = [configuration.headerTimeout, configuration.bodyTimeout, configuration.idleTimeout, configuration.lingerTimeout]
+        let timeouts = [configuration.headerTimeout, configuration.bodyTimeout, configuration.idleTimeout,
+                        configuration.lingerTimeout, configuration.sendTimeout]
         let tick = max(.milliseconds(10), min(.seconds(1), timeouts.min()! / 4))
         let timer = LoopTimer(loop: loop)
         ticker = timer
@@ -268,6 +275,7 @@ public actor HTTPServer {
             MemoryRelease.returnFreeMemory()
         }
         for (id, connection) in connections {
+            closeIfClientTakesNothing(id, connection, now: now)
             guard let deadline = connection.deadline, deadline <= now else { continue }
             connections[id]?.deadline = nil
             let channel = connection.channel
@@ -289,6 +297,23 @@ public actor HTTPServer {
                 await channel.close()
             }
         }
+    }
+
+    /// Closes the connection once response bytes have waited `sendTimeout` for a client that took
+    /// none of them. Closing fails the writes under way, which ends the response and its stream.
+    private func closeIfClientTakesNothing(_ id: Int, _ connection: Connection, now: ContinuousClock.Instant) {
+        let (waiting, sent) = connection.channel.assumeIsolated { ($0.unsentByteCount > 0, $0.sentByteCount) }
+        guard waiting else {
+            if connection.sending != nil { connections[id]?.sending = nil }
+            return
+        }
+        guard let sending = connection.sending, sending.sent == sent else {
+            connections[id]?.sending = (sent, now)
+            return
+        }
+        guard now - sending.since >= configuration.sendTimeout else { return }
+        connections[id]?.sending = nil
+        connection.channel.assumeIsolated { $0.close() }
     }
 
     /// `answer`: the deadline is a request's, answered 408 with it (see `Connection.deadlineAnswer`).
@@ -701,11 +726,14 @@ public actor HTTPServer {
     /// Ends a stream nobody will read: a next() in a cancelled task terminates it, which runs
     /// its onTermination. Harmless on a stream that has already ended.
     private static func abandon(_ stream: AsyncStream<[UInt8]>) {
-        let reader = Task {
+        Task {
+            // Cancelled before it asks, never after: a stream made with `unfolding:` hears of it
+            // (its `onCancel`) only when a request for its next piece is cancelled, and a task
+            // cancelled from outside may already have asked, been answered and ended.
+            withUnsafeCurrentTask { $0?.cancel() }
             var iterator = stream.makeAsyncIterator()
             _ = await iterator.next()
         }
-        reader.cancel()
     }
 
     private func date() -> String {

@@ -11,6 +11,8 @@ public struct HTTPServiceDefinition: Sendable, Equatable {
     public var maxBody: Int
     public var headerTimeout: Duration
     public var idleTimeout: Duration
+    /// How long response bytes may wait for a client that takes none of them.
+    public var sendTimeout: Duration = .seconds(60)
     public var maxConnections: Int
     /// The `swiftlet.function` that answers requests no endpoint takes, as written; nil: a plain 404.
     public var notFound: String?
@@ -21,6 +23,7 @@ public struct HTTPServiceDefinition: Sendable, Equatable {
         configuration.maxBodySize = maxBody
         configuration.headerTimeout = headerTimeout
         configuration.idleTimeout = idleTimeout
+        configuration.sendTimeout = sendTimeout
         configuration.maxConnections = maxConnections
         // Functions read bodies as they arrive (to a CGI program's stdin) with the route's limit.
         configuration.streamsBodies = true
@@ -30,6 +33,7 @@ public struct HTTPServiceDefinition: Sendable, Equatable {
 
 /// The kind `http.service`: `listen` (`127.0.0.1:8080`, `[::1]:8080`; a numeric address),
 /// `max_header` (16KiB), `max_body` (10MiB), `header_timeout` (10s), `idle_timeout` (60s),
+/// `send_timeout` (60s: a client that takes none of a response for that long is closed),
 /// `max_connections` (16384; more wait in the listen backlog), `not_found` (a `swiftlet.function`). Several may exist, each on its own address.
 public struct HTTPServiceKind: EntryKind {
     public static let name = "http.service"
@@ -77,8 +81,8 @@ struct HTTPServiceReader: EntryFieldReading {
     let registryRoot: String?
     var errors: [RegistryError] = []
 
-    static let fields: Set<String> = ["listen", "max_header", "max_body", "header_timeout", "idle_timeout", "max_connections",
-                                      "not_found"]
+    static let fields: Set<String> = ["listen", "max_header", "max_body", "header_timeout", "idle_timeout", "send_timeout",
+                                      "max_connections", "not_found"]
 
     mutating func read() -> HTTPServiceDefinition? {
         guard case .object(let data) = entry.data else {
@@ -97,6 +101,7 @@ struct HTTPServiceReader: EntryFieldReading {
         let maxBody = size(data["max_body"], "max_body") ?? HTTPMessageParser.defaultMaxBodySize
         let headerTimeout = duration(data["header_timeout"], "header_timeout") ?? .seconds(10)
         let idleTimeout = duration(data["idle_timeout"], "idle_timeout") ?? .seconds(60)
+        let sendTimeout = duration(data["send_timeout"], "send_timeout") ?? .seconds(60)
         var maxConnections = 16_384
         if let value = data["max_connections"] {
             if let number = value.intValue, number >= 1, number <= 1_000_000 { maxConnections = Int(number) } else {
@@ -106,8 +111,8 @@ struct HTTPServiceReader: EntryFieldReading {
         let notFound = string(data["not_found"], "not_found")
         guard errors.isEmpty, let listen else { return nil }
         return HTTPServiceDefinition(id: entry.id, listen: listen, maxHeaderSize: maxHeader, maxBody: maxBody,
-                                     headerTimeout: headerTimeout, idleTimeout: idleTimeout, maxConnections: maxConnections,
-                                     notFound: notFound)
+                                     headerTimeout: headerTimeout, idleTimeout: idleTimeout, sendTimeout: sendTimeout,
+                                     maxConnections: maxConnections, notFound: notFound)
     }
 
     private mutating func size(_ value: JSON?, _ field: String) -> Int? {
