@@ -280,10 +280,15 @@ private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
         }
     }
 
-    /// A response of `total` bytes made as it is taken, in 64 KiB pieces; `ended` gets a value
-    /// when its consumer lets it go before the end.
-    private func endlessResponse(total: Int, ended: AsyncStream<Void>.Continuation) -> HTTPServer.Handler {
-        { _ in
+    /// Serves a response of `total` bytes, made as it is taken in 64 KiB pieces, to a client that
+    /// has asked for it on `channel`; `ended` gets a value when the server lets the response's
+    /// stream go before its end.
+    private func withLargeResponse(total: Int, sendTimeout: Duration,
+                                   _ body: @escaping @Sendable (Harness, StreamChannel, AsyncStream<Void>) async throws -> Void) async throws {
+        var configuration = HTTPServer.Configuration()
+        configuration.sendTimeout = sendTimeout
+        let (ended, feed) = AsyncStream.makeStream(of: Void.self)
+        let handler: HTTPServer.Handler = { _ in
             let made = Mutex(0)
             let stream = AsyncStream<[UInt8]>(unfolding: {
                 let piece = made.withLock { made -> Int in
@@ -292,40 +297,35 @@ private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
                     return piece
                 }
                 return piece > 0 ? [UInt8](repeating: UInt8(ascii: "x"), count: piece) : nil
-            }, onCancel: { ended.yield() })
+            }, onCancel: { feed.yield() })
             return HTTPResponse(status: 200, headers: ["Content-Length": String(total)], body: .stream(stream))
+        }
+        try await withServer(configuration, handler: handler) { harness in
+            let channel = try await harness.connect()
+            try await channel.write(bytes("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"))
+            try await body(harness, channel, ended)
+            await channel.close()
         }
     }
 
     /// A client that takes none of the response is closed once the bytes have waited
     /// `sendTimeout`, and the response's stream is let go.
     @Test func aClientThatTakesNothingIsClosedAfterTheSendTimeout() async throws {
-        var configuration = HTTPServer.Configuration()
-        configuration.sendTimeout = .milliseconds(300)
         let total = 64 << 20
-        let (ended, feed) = AsyncStream.makeStream(of: Void.self)
-        try await withServer(configuration, handler: endlessResponse(total: total, ended: feed)) { harness in
-            let channel = try await harness.connect()
-            try await channel.write(bytes("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"))
+        try await withLargeResponse(total: total, sendTimeout: .milliseconds(300)) { _, channel, ended in
             var iterator = ended.makeAsyncIterator()
             await iterator.next()  // the server let the stream go: it closed the connection
             var received = 0
             while let chunk = try? await channel.read() { received += chunk.count }
             #expect(received < total)
-            await channel.close()
         }
     }
 
     /// A slow client that keeps taking some of the response, never pausing as long as the send
     /// timeout (by far: a loaded machine stretches the pauses), gets all of it.
     @Test func aSlowClientThatKeepsTakingGetsTheWholeResponse() async throws {
-        var configuration = HTTPServer.Configuration()
-        configuration.sendTimeout = .seconds(2)
         let total = 8 << 20
-        let (_, feed) = AsyncStream.makeStream(of: Void.self)
-        try await withServer(configuration, handler: endlessResponse(total: total, ended: feed)) { harness in
-            let channel = try await harness.connect()
-            try await channel.write(bytes("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"))
+        try await withLargeResponse(total: total, sendTimeout: .seconds(2)) { harness, channel, _ in
             var received = 0
             let started = ContinuousClock.now
             while received < total + 20, let chunk = try await channel.read() {
@@ -334,7 +334,6 @@ private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
                 if ContinuousClock.now - started < .milliseconds(2500) { try await harness.loop.sleep(for: .milliseconds(50)) }
             }
             #expect(received > total)  // the body and its head
-            await channel.close()
         }
     }
 
