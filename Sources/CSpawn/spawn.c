@@ -7,10 +7,13 @@
 #include <fcntl.h>
 #include <limits.h>
 #include <malloc.h>
+#include <pthread.h>
 #include <sched.h>
 #include <signal.h>
 #include <string.h>
+#include <linux/sockios.h>
 #include <sys/epoll.h>
+#include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
@@ -79,8 +82,8 @@ int roost_spawn_prepare_thread(void) {
 #if defined(__x86_64__) || defined(__aarch64__)
 #define ROOST_HAVE_CLONE3 1
 long roost_clone3(struct clone_args *args, size_t size, int (*fn)(void *), void *arg);
-#define CLONE3_BEGIN(type) ".text\n.globl roost_clone3\n.hidden roost_clone3\n.type roost_clone3, " type "\nroost_clone3:\n"
-#define CLONE3_END ".size roost_clone3, .-roost_clone3\n"
+#define CLONE3_BEGIN(type) ".pushsection .text\n.globl roost_clone3\n.hidden roost_clone3\n.type roost_clone3, " type "\nroost_clone3:\n"
+#define CLONE3_END ".size roost_clone3, .-roost_clone3\n.popsection\n"
 #else
 #define ROOST_HAVE_CLONE3 0
 #endif
@@ -121,22 +124,31 @@ __asm__(CLONE3_BEGIN("%function")
 // refusing it): 1 yes, 0 not known yet, -1 no (then clone, and the child resets every signal).
 static atomic_int clone3_usable = 0;
 
-// The signals the host ignores, bit n-1 for signal n; valid while ignored_known is 1. A cleared
-// handler leaves an ignored signal ignored, so the child sets these to their default itself.
-static _Atomic uint64_t ignored_signals = 0;
-static atomic_int ignored_known = 0;
+// The signals the host ignores, bit n-1 for signal n, as read when the dispositions were at
+// `ignored_generation`. A cleared handler leaves an ignored signal ignored, so the child sets
+// these to their default itself. roost_spawn_signals_changed moves `signals_generation` on; a
+// read that raced with a change is used for its own spawn only, never kept.
+static pthread_mutex_t ignored_lock = PTHREAD_MUTEX_INITIALIZER;
+static uint64_t ignored_signals = 0;
+static unsigned long ignored_generation = (unsigned long)-1;
+static atomic_ulong signals_generation = 0;
 
 void roost_spawn_use_clone3(int use) {
     atomic_store(&clone3_usable, use ? 0 : -1);
 }
 
 void roost_spawn_signals_changed(void) {
-    atomic_store(&ignored_known, 0);
+    atomic_fetch_add(&signals_generation, 1);
 }
 
 static uint64_t host_ignored_signals(void) {
-    if (atomic_load(&ignored_known)) return atomic_load(&ignored_signals);
-    uint64_t ignored = 0;
+    unsigned long generation = atomic_load(&signals_generation);
+    pthread_mutex_lock(&ignored_lock);
+    int known = ignored_generation == generation;
+    uint64_t ignored = ignored_signals;
+    pthread_mutex_unlock(&ignored_lock);
+    if (known) return ignored;
+    ignored = 0;
     for (int signal_number = 1; signal_number < _NSIG && signal_number <= 64; signal_number++) {
         // The raw call: the C library's sigaction() refuses its own real-time signals.
         unsigned long action[4] = {0, 0, 0, 0};
@@ -145,8 +157,12 @@ static uint64_t host_ignored_signals(void) {
             ignored |= (uint64_t)1 << (signal_number - 1);
         }
     }
-    atomic_store(&ignored_signals, ignored);
-    atomic_store(&ignored_known, 1);
+    pthread_mutex_lock(&ignored_lock);
+    if (atomic_load(&signals_generation) == generation) {
+        ignored_signals = ignored;
+        ignored_generation = generation;
+    }
+    pthread_mutex_unlock(&ignored_lock);
     return ignored;
 }
 
@@ -424,6 +440,11 @@ int roost_single_malloc_arena(void) {
 
 int roost_trim_memory(void) {
     return malloc_trim(0);
+}
+
+int roost_socket_unsent(int fd) {
+    int unsent = 0;
+    return ioctl(fd, SIOCOUTQ, &unsent) == 0 ? unsent : -errno;
 }
 
 int roost_watch_create(void) {

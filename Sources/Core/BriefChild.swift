@@ -8,7 +8,8 @@ import Glibc
 /// A child process for one brief exchange (a CGI request), driven by callbacks on its loop
 /// instead of tasks: its stdout and stderr are read when they become readable and handed to one
 /// event handler, its exit is seen as its output ends (on its pidfd when it outlives the output),
-/// its timeout is a loop timer. Starting one and
+/// its timeout is a loop timer. A program whose output stays open after it exited (a process it
+/// left behind holds it) is reported exited only once the output ends or the owner closes it. Starting one and
 /// seeing it through costs the loop a few system calls and no task per stream, which is what
 /// a process per request needs; `ChildProcess` is the general form (channels, waiting tasks).
 ///
@@ -227,15 +228,10 @@ public final class BriefChild: @unchecked Sendable {
                 deliver(.diagnosticsEnd)
                 break
             }
-            // Reaped before the output's end is told: the owner's kill of the group then finds it
-            // empty at once, and no later look at the group is needed.
-            let exited = reapIfExited()
+            // The end is told before the child is reaped: until then its zombie holds its pid and
+            // group id, so an owner that kills the group now cannot hit another's.
             deliver(.outputEnd)
-            if let exited {
-                deliver(.exited(exited))
-            } else {
-                followExit()
-            }
+            followExit()
         case .exit:
             guard let termination = TerminationStatus.reap(pid) else { return }  // not yet: the poll fires again
             status = termination
@@ -254,8 +250,11 @@ public final class BriefChild: @unchecked Sendable {
         switch stream {
         case .output:
             deliver(.outputEnd)
-            // The exit was not watched yet: it cannot be now.
-            if descriptors[Stream.exit.rawValue] >= 0 && tokens[Stream.exit.rawValue] == nil {
+            // The exit was not watched yet, and cannot be now: reaped if the child has exited,
+            // else it is left to its owner, as a watched one is.
+            if let termination = reapIfExited() {
+                deliver(.exited(termination))
+            } else if descriptors[Stream.exit.rawValue] >= 0 && tokens[Stream.exit.rawValue] == nil {
                 Glibc.close(descriptors[Stream.exit.rawValue])
                 descriptors[Stream.exit.rawValue] = -1
                 abandoned = true

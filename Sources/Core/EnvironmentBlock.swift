@@ -20,6 +20,10 @@ public struct EnvironmentBlock: Sendable, Equatable, CustomStringConvertible {
 
     private var storage: [UInt8] = []
     private var entries: [Entry] = []
+    /// Entries by name, kept once there are more than `scanLimit` (a request with thousands of
+    /// headers): below that, a scan of the names is cheaper than hashing them.
+    private var byName: [[UInt8]: Int]?
+    private static let scanLimit = 32
 
     public init() {}
 
@@ -64,6 +68,13 @@ public struct EnvironmentBlock: Sendable, Equatable, CustomStringConvertible {
         storage.append(contentsOf: value)
         entries.append(Entry(start: start, nameLength: name.count, end: storage.count))
         storage.append(0)
+        if byName != nil {
+            byName![Array(name)] = entries.count - 1
+        } else if entries.count > Self.scanLimit {
+            var index: [[UInt8]: Int] = [:]
+            for (i, entry) in entries.enumerated() { index[Array(storage[entry.start..<entry.start + entry.nameLength])] = i }
+            byName = index
+        }
         return true
     }
 
@@ -116,7 +127,8 @@ public struct EnvironmentBlock: Sendable, Equatable, CustomStringConvertible {
     }
 
     private func index(of name: UnsafeBufferPointer<UInt8>) -> Int? {
-        storage.withUnsafeBufferPointer { text in
+        if let byName { return byName[Array(name)] }
+        return storage.withUnsafeBufferPointer { text in
             for (i, entry) in entries.enumerated() where entry.nameLength == name.count {
                 if name.isEmpty || memcmp(text.baseAddress! + entry.start, name.baseAddress!, name.count) == 0 { return i }
             }

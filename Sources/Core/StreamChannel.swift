@@ -1,4 +1,5 @@
 import CLibUV
+import CSpawn
 import DequeModule
 
 #if canImport(Glibc)
@@ -143,11 +144,19 @@ public actor StreamChannel {
     public var unreadByteCount: Int { buffered }
     /// Bytes handed to `write` that have not reached the kernel yet.
     public var unsentByteCount: Int { queuedWrites }
-    /// Bytes handed to the kernel so far: it grows as long as the peer takes what is written
-    /// (also within one large write, which libuv hands over in parts).
-    public var sentByteCount: Int {
+    /// What the peer has taken so far: the bytes handed to the kernel (also parts of one large
+    /// write, which libuv hands over as the socket has room), less those still in the socket's
+    /// send queue. For TCP that queue holds the bytes not yet acknowledged, so this grows as
+    /// soon as the peer's kernel takes some, before the socket is reported writable again; for a
+    /// unix socket the kernel counts the queue's memory, not its bytes, and only growth means
+    /// something; a pipe has no such queue.
+    public var deliveredByteCount: Int {
         guard let handle else { return acceptedBytes }
-        return acceptedBytes - uv_stream_get_write_queue_size(handle)
+        let handedOver = acceptedBytes - uv_stream_get_write_queue_size(handle)
+        var descriptor: uv_os_fd_t = -1
+        guard uv_fileno(UnsafePointer(OpaquePointer(handle)), &descriptor) == 0 else { return handedOver }
+        let unsent = roost_socket_unsent(descriptor)
+        return unsent >= 0 ? handedOver - Int(unsent) : handedOver  // a pipe has no such queue
     }
     public var limits: (read: Int, write: Int) { (readLimit, writeLimit) }
 

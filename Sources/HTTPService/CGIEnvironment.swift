@@ -81,17 +81,20 @@ public struct CGIRequest: Sendable {
             environment.add("CONTENT_LENGTH", String(request.body.count))  // a chunked body, now counted
         }
 
-        // Each header name once (names compare without case), its repeated values joined.
+        // Each header name once (names compare without case), its repeated values joined, in
+        // the order of first appearance. A head may hold thousands of fields: by name, not by
+        // comparing each with every other.
         var headers: [(name: [UInt8], value: String)] = []
         headers.reserveCapacity(fields.count)
-        var joined = [Bool](repeating: false, count: fields.count)
-        for i in fields.indices where !joined[i] {
-            var value = fields[i].value
-            for j in fields.indices.dropFirst(i + 1) where !joined[j] && HTTPHeaders.same(fields[j].name, fields[i].name) {
-                joined[j] = true
-                value += ", " + fields[j].value
+        var position: [[UInt8]: Int] = [:]
+        for field in fields {
+            let lowered = field.name.utf8.map(Self.lowercased)
+            if let at = position[lowered] {
+                headers[at].value += ", " + field.value
+            } else {
+                position[lowered] = headers.count
+                headers.append((lowered, field.value))
             }
-            headers.append((fields[i].name.utf8.map(Self.lowercased), value))
         }
         var name: [UInt8] = []
         for header in headers {

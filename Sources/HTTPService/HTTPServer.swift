@@ -303,7 +303,7 @@ public actor HTTPServer {
     /// none of them. Closing fails the writes under way, which ends the response and its stream.
     private func closeIfClientTakesNothing(_ id: Int, _ connection: Connection, now: ContinuousClock.Instant) {
         // Most connections have nothing waiting to go out: one look at a counter for them.
-        guard let sent = connection.channel.assumeIsolated({ $0.unsentByteCount > 0 ? $0.sentByteCount : nil }) else {
+        guard let sent = connection.channel.assumeIsolated({ $0.unsentByteCount > 0 ? $0.deliveredByteCount : nil }) else {
             if connection.sending != nil { connections[id]?.sending = nil }
             return
         }
@@ -314,6 +314,8 @@ public actor HTTPServer {
         guard now - sending.since >= configuration.sendTimeout else { return }
         connections[id]?.sending = nil
         connection.channel.assumeIsolated { $0.close() }
+        // A writer waiting for its stream's next piece would hear of the close only with it.
+        connection.writer?.cancel()
     }
 
     /// `answer`: the deadline is a request's, answered 408 with it (see `Connection.deadlineAnswer`).

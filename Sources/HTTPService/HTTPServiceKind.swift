@@ -99,9 +99,9 @@ struct HTTPServiceReader: EntryFieldReading {
         }
         let maxHeader = size(data["max_header"], "max_header") ?? HTTPMessageParser.defaultMaxHeaderSize
         let maxBody = size(data["max_body"], "max_body") ?? HTTPMessageParser.defaultMaxBodySize
-        let headerTimeout = duration(data["header_timeout"], "header_timeout") ?? .seconds(10)
-        let idleTimeout = duration(data["idle_timeout"], "idle_timeout") ?? .seconds(60)
-        let sendTimeout = duration(data["send_timeout"], "send_timeout") ?? .seconds(60)
+        let headerTimeout = timeout(data["header_timeout"], "header_timeout") ?? .seconds(10)
+        let idleTimeout = timeout(data["idle_timeout"], "idle_timeout") ?? .seconds(60)
+        let sendTimeout = timeout(data["send_timeout"], "send_timeout") ?? .seconds(60)
         var maxConnections = 16_384
         if let value = data["max_connections"] {
             if let number = value.intValue, number >= 1, number <= 1_000_000 { maxConnections = Int(number) } else {
@@ -113,6 +113,16 @@ struct HTTPServiceReader: EntryFieldReading {
         return HTTPServiceDefinition(id: entry.id, listen: listen, maxHeaderSize: maxHeader, maxBody: maxBody,
                                      headerTimeout: headerTimeout, idleTimeout: idleTimeout, sendTimeout: sendTimeout,
                                      maxConnections: maxConnections, notFound: notFound)
+    }
+
+    /// A duration more than zero: a timeout of nothing would close every connection at once.
+    private mutating func timeout(_ value: JSON?, _ field: String) -> Duration? {
+        guard let duration = duration(value, field) else { return nil }
+        guard duration > .zero else {
+            fail(field, "must be more than 0 (like 10s)")
+            return nil
+        }
+        return duration
     }
 
     private mutating func size(_ value: JSON?, _ field: String) -> Int? {

@@ -35,6 +35,20 @@ import Testing
         #expect(strings(request) == ["PATH_INFO=/x", "QUERY_STRING=", "LANG=C.UTF-8", "PATH=/usr/bin:/bin"])
     }
 
+    /// Past a few dozen names they are found by hashing, not by a scan: the same answers.
+    @Test func manyNamesKeepTheirFirstValues() {
+        var block = EnvironmentBlock()
+        for i in 0..<1000 { block.add("V\(i)", "first \(i)") }
+        let again = (0..<1000).filter { block.add("V\($0)", "second") }
+        #expect(again.isEmpty && block.count == 1000)
+        #expect(block.value(of: "V0") == "first 0" && block.value(of: "V999") == "first 999" && block.value(of: "V1000") == nil)
+        var other = EnvironmentBlock()
+        other.add("V5", "other")
+        other.add(missingFrom: block)
+        #expect(other.count == 1000 && other.value(of: "V5") == "other" && other.value(of: "V6") == "first 6")
+        #expect(strings(other).prefix(2) == ["V5=other", "V0=first 0"])
+    }
+
     @Test func aDictionaryIsLaidOutSortedAndAnEmptyBlockIsJustTheEnd() {
         #expect(strings(EnvironmentBlock(["B": "2", "A": "1", "Ä": "3"])) == ["A=1", "B=2", "Ä=3"])
         #expect(strings(EnvironmentBlock()).isEmpty)

@@ -66,6 +66,56 @@ func connectedPair(on loop: EventLoop) async throws -> (StreamListener, StreamCh
         await listener.close()
     }
 
+    /// While a large write waits for a TCP peer that takes nothing, what is delivered stays
+    /// put; once the peer takes some, it grows while the write is still under way: the measure of
+    /// a send timeout's progress.
+    @Test func bytesATCPPeerTakesCountAsDeliveredWhileTheWriteWaits() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let listener = try await StreamListener.tcp(on: loop, host: "127.0.0.1", port: 0)
+        let port = try #require(listener.localAddress?.port)
+        let peer = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        try #require(peer >= 0)
+        defer { close(peer) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(peer, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        try #require(connected == 0)
+        let channel = try await listener.accept()
+        let writer = Task { try await channel.write(pattern(64 << 20)) }
+        // The kernel's buffers are full and libuv holds the rest; then nothing moves.
+        var before = -1
+        while true {
+            let now = await channel.deliveredByteCount
+            if await channel.unsentByteCount > 0 && now == before { break }
+            before = now
+            try await loop.sleep(for: .milliseconds(20))
+        }
+        let queued = await channel.unsentByteCount
+        var taken = 0
+        var buffer = [UInt8](repeating: 0, count: 64 * 1024)
+        while taken < 256 * 1024 {
+            let count = read(peer, &buffer, min(buffer.count, 256 * 1024 - taken))
+            try #require(count > 0)
+            taken += count
+        }
+        var delivered = before
+        for _ in 0..<200 where delivered == before {
+            try await loop.sleep(for: .milliseconds(5))
+            delivered = await channel.deliveredByteCount
+        }
+        #expect(delivered > before)
+        #expect(await channel.unsentByteCount == queued)  // the write is still under way
+        writer.cancel()
+        await channel.close()
+        _ = try? await writer.value
+        await listener.close()
+    }
+
     @Test func slowReaderKeepsBuffersBounded() async throws {
         let loop = EventLoop()
         defer { loop.shutdown() }

@@ -114,6 +114,19 @@ private func parse(_ chunks: [String]) -> CGIResponseParser.Outcome {
         #expect(env["PATH_PARAMS"] == "{}")
     }
 
+    /// A head of thousands of fields (16 KiB allows about 2,000) is taken by name: each repeated
+    /// name is joined once, in the order of its first field.
+    @Test func thousandsOfHeadersAreJoinedByName() throws {
+        var headers: HTTPHeaders = ["Host": "h"]
+        for i in 0..<2000 { headers.add("X-\(i)", "a\(i)") }
+        for i in stride(from: 0, to: 2000, by: 100) { headers.add("x-\(i)", "b\(i)") }
+        let env = variables("/", headers: headers)
+        #expect(env["HTTP_X_0"] == "a0, b0" && env["HTTP_X_1"] == "a1" && env["HTTP_X_1900"] == "a1900, b1900")
+        #expect(env.keys.filter { $0.hasPrefix("HTTP_X_") }.count == 2000)
+        let json = try JSON.parse(bytes: Array(try #require(env["REQUEST_HEADERS"]).utf8))
+        #expect(json["x-100"] == "a100, b100" && json["x-1999"] == "a1999")
+    }
+
     @Test func httpoxyAndUnderscoreHeadersNeverBecomeVariables() {
         let env = variables("/", headers: ["Host": "h", "Proxy": "http://evil:1", "X_Real_IP": "6.6.6.6", "X-Real-IP": "1.2.3.4"])
         #expect(env["HTTP_PROXY"] == nil)

@@ -43,6 +43,8 @@ private func entry(_ data: String) -> Entry {
         ("    listen: 127.0.0.1:8080\n    max_connections: lots\n", "'max_connections'"),
         ("    listen: 127.0.0.1:8080\n    max_body: big\n", "'max_body'"),
         ("    listen: 127.0.0.1:8080\n    send_timeout: soon\n", "'send_timeout'"),
+        ("    listen: 127.0.0.1:8080\n    send_timeout: 0\n", "'send_timeout': must be more than 0"),
+        ("    listen: 127.0.0.1:8080\n    idle_timeout: 0s\n", "'idle_timeout': must be more than 0"),
         ("    listen: 127.0.0.1:8080\n    colour: red\n", "colour"),
         ("    max_body: 1MiB\n", "'listen' is required"),
     ])

@@ -108,6 +108,10 @@ int roost_single_malloc_arena(void);
 // inside the heap too, not only at its top. Returns 1 when some was given back.
 int roost_trim_memory(void);
 
+// Bytes written to the socket `fd` that its peer has not taken yet (SIOCOUTQ: for TCP, not yet
+// acknowledged; for a unix socket, not yet read), or -errno. ioctl is variadic, which Swift cannot call.
+int roost_socket_unsent(int fd);
+
 // An epoll set for the descriptors of brief children (Core's DescriptorWatch), each registered
 // for readability with a 64-bit tag. Each returns 0 (or the count), or -errno.
 #include <stdint.h>
