@@ -37,25 +37,29 @@ import Glibc
         #expect(gate.load.running == 0)
     }
 
+    /// A router for a site of one function, `/bin/sh -c script`, with one place and no queue,
+    /// behind `path` on the service `app:web`.
+    private func onePlaceRouter(_ loop: EventLoop, path: String, root: String?, script: String) throws -> SiteRouter {
+        let quoted = "'" + script.replacingOccurrences(of: "'", with: "''") + "'"
+        let yaml = """
+            namespace: app
+            entries:
+              - {name: web, kind: http.service, listen: '127.0.0.1:1'}
+              - {name: run, kind: swiftlet.function, exec: [/bin/sh, -c, \(quoted)], concurrency: 1, queue: 0}
+              - {name: route, kind: http.endpoint, path: '\(path)', func: run}
+            """
+        let router = testRouter(loop)
+        router.replace(try site(fromYAML: yaml, root: root))
+        return router
+    }
+
     @Test func aBusyFunctionAnswers503WithRetryAfter() async throws {
         let folder = try #require(makeTemporaryDirectory())
         defer { removeTree(folder) }
         let loop = EventLoop()
         defer { loop.shutdown() }
-        let yaml = """
-            namespace: app
-            entries:
-              - {name: web, kind: http.service, listen: '127.0.0.1:1'}
-              - name: slow
-                kind: swiftlet.function
-                exec: [/bin/sh, -c, 'touch \(folder)/started; while [ ! -e \(folder)/go ]; do sleep 0.02; done; printf "Content-Type: text/plain\\n\\ndone\\n"']
-                concurrency: 1
-                queue: 0
-              - {name: slow-route, kind: http.endpoint, path: /slow, func: slow}
-            """
-        let site = try site(fromYAML: yaml, root: folder)
-        let router = testRouter(loop)
-        router.replace(site)
+        let router = try onePlaceRouter(loop, path: "/slow", root: folder, script:
+            "touch \(folder)/started; while [ ! -e \(folder)/go ]; do sleep 0.02; done; printf \"Content-Type: text/plain\\n\\ndone\\n\"")
         let service = EntryID("app:web")!
         let first = Task { await router.handle(HTTPRequest(method: "GET", target: "/slow"), service: service) }
         while access(folder + "/started", F_OK) != 0 { try await loop.sleep(for: .milliseconds(10)) }
@@ -74,20 +78,8 @@ import Glibc
         let loop = EventLoop()
         defer { loop.shutdown() }
         // One place, no queue: the redirected request gets it only if the first run gave it back.
-        let yaml = """
-            namespace: app
-            entries:
-              - {name: web, kind: http.service, listen: '127.0.0.1:1'}
-              - name: hop
-                kind: swiftlet.function
-                exec: [/bin/sh, -c, 'if [ "$PATH_INFO" = /there ]; then printf "Content-Type: text/plain\\n\\narrived\\n"; else printf "Location: /hop/there\\n\\n"; fi']
-                concurrency: 1
-                queue: 0
-              - {name: hop-route, kind: http.endpoint, path: '/hop/*', func: hop}
-            """
-        let site = try site(fromYAML: yaml, root: nil)
-        let router = testRouter(loop)
-        router.replace(site)
+        let router = try onePlaceRouter(loop, path: "/hop/*", root: nil, script:
+            "if [ \"$PATH_INFO\" = /there ]; then printf \"Content-Type: text/plain\\n\\narrived\\n\"; else printf \"Location: /hop/there\\n\\n\"; fi")
         let response = await router.handle(HTTPRequest(method: "GET", target: "/hop/here"), service: EntryID("app:web")!)
         #expect(response.status == 200)
         #expect(text(await wholeBody(of: response)) == "arrived\n")

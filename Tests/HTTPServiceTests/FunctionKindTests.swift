@@ -5,9 +5,7 @@ import Testing
 @testable import HTTPService
 
 private func entry(_ data: String) -> Entry {
-    let file = RegistryFile.parse("namespace: app\nentries:\n  - name: fn\n    kind: swiftlet.function\n" + data, path: "fn.yaml")
-    #expect(file.errors.isEmpty, "\(file.errors)")
-    return file.entries[0]
+    declaredEntry("fn", kind: "swiftlet.function", data)
 }
 
 @Suite struct FunctionKindTests {

@@ -5,9 +5,7 @@ import Testing
 @testable import HTTPService
 
 private func entry(_ data: String) -> Entry {
-    let file = RegistryFile.parse("namespace: app\nentries:\n  - name: web\n    kind: http.service\n" + data, path: "web.yaml")
-    #expect(file.errors.isEmpty, "\(file.errors)")
-    return file.entries[0]
+    declaredEntry("web", kind: "http.service", data)
 }
 
 @Suite struct HTTPServiceKindTests {

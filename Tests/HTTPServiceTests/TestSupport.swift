@@ -226,3 +226,10 @@ func site(fromYAML yaml: String, root: String?, sourceLocation: Testing.SourceLo
     try #require(problems.isEmpty, "\(problems)", sourceLocation: sourceLocation)
     return site
 }
+
+/// The one entry `data` declares, named `name` of kind `kind` in namespace `app` (a parse error fails the test).
+func declaredEntry(_ name: String, kind: String, _ data: String) -> Entry {
+    let file = RegistryFile.parse("namespace: app\nentries:\n  - name: \(name)\n    kind: \(kind)\n" + data, path: "\(name).yaml")
+    #expect(file.errors.isEmpty, "\(file.errors)")
+    return file.entries[0]
+}
