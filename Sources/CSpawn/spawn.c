@@ -354,6 +354,8 @@ void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_r
     pthread_sigmask(SIG_BLOCK, &all, &state.parent_mask);
 
     int pidfd = -1;
+    // A pidfd costs the kernel a file and its inode at the clone and again at the close.
+    const unsigned long pidfd_flag = request->without_pidfd ? 0 : CLONE_PIDFD;
     pid_t pid = -1;
     int clone_error = 0;
     int cloned = 0;
@@ -362,8 +364,8 @@ void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_r
         state.handlers_cleared = 1;
         state.ignored = host_ignored_signals();
         struct clone_args args = {
-            .flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | CLONE_CLEAR_SIGHAND,
-            .pidfd = (uint64_t)(uintptr_t)&pidfd,
+            .flags = CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_CLEAR_SIGHAND | pidfd_flag,
+            .pidfd = request->without_pidfd ? 0 : (uint64_t)(uintptr_t)&pidfd,
             .exit_signal = SIGCHLD,
             .stack = (uint64_t)(uintptr_t)stack,
             .stack_size = stack_size,
@@ -385,7 +387,8 @@ void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_r
     if (!cloned) {
         state.handlers_cleared = 0;
         pid = clone(child_main, (char *)stack + stack_size,
-                    CLONE_VM | CLONE_VFORK | CLONE_FILES | CLONE_PIDFD | SIGCHLD, &state, (pid_t *)&pidfd);
+                    CLONE_VM | CLONE_VFORK | CLONE_FILES | pidfd_flag | SIGCHLD, &state,
+                    request->without_pidfd ? NULL : (pid_t *)&pidfd);
         clone_error = errno;
     }
     // The host must not keep the child's ends of its pipes open (it would never see their end).
@@ -408,6 +411,11 @@ void roost_spawn(const struct roost_spawn_request *request, struct roost_spawn_r
     }
     result->pid = pid;
     result->pidfd = pidfd;
+}
+
+int roost_pidfd_open(pid_t pid) {
+    long fd = syscall(SYS_pidfd_open, pid, 0);
+    return fd >= 0 ? (int)fd : -errno;
 }
 
 int roost_stdio_pair(int fds[2]) {

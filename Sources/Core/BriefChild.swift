@@ -49,8 +49,11 @@ public final class BriefChild: @unchecked Sendable {
     public private(set) var status: TerminationStatus?
 
     private var handler: Handler?
-    /// stdout, stderr, pidfd: open descriptors, -1 once closed.
+    /// stdout, stderr, pidfd: open descriptors, -1 once closed. A child with an output pipe has
+    /// no pidfd until it outlives its output (most never do: the kernel need not make one).
     private var descriptors: [Int32]
+    /// Until the child is reaped (or, at loop shutdown, left to its owner).
+    private var exitPending = true
     private var tokens: [DescriptorWatch.Token?] = [nil, nil, nil]
     private var watch: DescriptorWatch?
     private var outputPaused = false
@@ -74,11 +77,13 @@ public final class BriefChild: @unchecked Sendable {
                              handler: @escaping Handler) async throws -> BriefChild {
         guard !options.arguments.isEmpty else { throw UVError(UV_EINVAL.rawValue, "spawn: no program given") }
         if loop.isStopped { throw UVError.closed("spawn \(options.arguments[0])") }
-        let child: BriefChild = try await withCheckedThrowingContinuation { continuation in
+        var outputPiped = false
+        if case .pipe = options.stdout { outputPiped = true }
+        let child: BriefChild = try await withCheckedThrowingContinuation { [outputPiped] continuation in
             SpawnThreads.shared.submit {
                 let launched: ChildProcess.Launched
                 do {
-                    launched = try ChildProcess.launch(options, pollableOutput: true)
+                    launched = try ChildProcess.launch(options, pollableOutput: true, pidfd: !outputPiped)
                 } catch {
                     continuation.resume(throwing: error)
                     return
@@ -103,8 +108,7 @@ public final class BriefChild: @unchecked Sendable {
         kill(launched.pid, SIGKILL)
         var raw: Int32 = 0
         while waitpid(launched.pid, &raw, 0) < 0 && errno == EINTR {}
-        Glibc.close(launched.pidfd)
-        for fd in launched.hostEnds where fd >= 0 { Glibc.close(fd) }
+        for fd in launched.hostEnds + [launched.pidfd] where fd >= 0 { Glibc.close(fd) }
     }
 
     private static func attach(_ launched: ChildProcess.Launched, on loop: EventLoop, options: ProcessOptions,
@@ -139,6 +143,7 @@ public final class BriefChild: @unchecked Sendable {
         var raw: Int32 = 0
         while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
         status = TerminationStatus(code: 0, signal: SIGKILL)
+        exitPending = false
         for stream in [Stream.output, .diagnostics, .exit] { close(stream) }
         if let stdin { stdin.assumeIsolated { $0.close() } }
         stopTimer()
@@ -235,6 +240,7 @@ public final class BriefChild: @unchecked Sendable {
         case .exit:
             guard let termination = TerminationStatus.reap(pid) else { return }  // not yet: the poll fires again
             status = termination
+            exitPending = false
             close(.exit)
             deliver(.exited(termination))
         }
@@ -254,14 +260,15 @@ public final class BriefChild: @unchecked Sendable {
             // else it is left to its owner, as a watched one is.
             if let termination = reapIfExited() {
                 deliver(.exited(termination))
-            } else if descriptors[Stream.exit.rawValue] >= 0 && tokens[Stream.exit.rawValue] == nil {
-                Glibc.close(descriptors[Stream.exit.rawValue])
-                descriptors[Stream.exit.rawValue] = -1
+            } else if exitPending && tokens[Stream.exit.rawValue] == nil {
+                close(.exit)
+                exitPending = false
                 abandoned = true
                 deliver(.exited(nil))
             }
         case .diagnostics: deliver(.diagnosticsEnd)
         case .exit:
+            exitPending = false
             abandoned = true
             deliver(.exited(nil))
         }
@@ -271,34 +278,41 @@ public final class BriefChild: @unchecked Sendable {
     /// Reaps the child if it has exited and its exit is not watched yet: its status then (to be
     /// delivered by the caller), else nil.
     private func reapIfExited() -> TerminationStatus? {
-        guard descriptors[Stream.exit.rawValue] >= 0, tokens[Stream.exit.rawValue] == nil,
+        guard exitPending, tokens[Stream.exit.rawValue] == nil,
               let termination = TerminationStatus.reap(pid) else { return nil }
         status = termination
+        exitPending = false
         close(.exit)
         return termination
     }
 
     /// The output has ended, and with it, nearly always, the program: reaped here if it has
-    /// exited, else its pidfd is watched from now on. Most programs end with their output, so
-    /// most spawns never put the pidfd in the watch (an `epoll_ctl` and an event less each).
+    /// exited, else a pidfd is opened (the child is not reaped, so its pid is still its own) and
+    /// watched from now on. Most programs end with their output, so most spawns never have a
+    /// pidfd at all (a kernel file made and closed less each, an `epoll_ctl` and an event less).
     private func followExit() {
-        let pidfd = descriptors[Stream.exit.rawValue]
-        guard pidfd >= 0, tokens[Stream.exit.rawValue] == nil else { return }
+        guard exitPending, tokens[Stream.exit.rawValue] == nil else { return }
         if let termination = reapIfExited() {
             deliver(.exited(termination))
             return
         }
-        if let watch, let token = watch.add(pidfd, stream: .exit, of: self) {
+        if descriptors[Stream.exit.rawValue] < 0 {
+            let opened = roost_pidfd_open(pid)
+            if opened >= 0 { descriptors[Stream.exit.rawValue] = opened } else { errno = -opened }
+        }
+        let pidfd = descriptors[Stream.exit.rawValue]
+        if pidfd >= 0, let watch, let token = watch.add(pidfd, stream: .exit, of: self) {
             tokens[Stream.exit.rawValue] = token
             return
         }
-        // The pidfd cannot be watched (the kernel's epoll limits): the child is not left running
+        // No pidfd, or it cannot be watched (the kernel's limits): the child is not left running
         // unwatched, it is killed and reaped now.
         signalGroup(SIGKILL)
         kill(pid, SIGKILL)
         var raw: Int32 = 0
         while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
         status = TerminationStatus(code: 0, signal: SIGKILL)
+        exitPending = false
         close(.exit)
         deliver(.exited(status))
     }
@@ -320,7 +334,7 @@ public final class BriefChild: @unchecked Sendable {
     }
 
     private func releaseIfDone() {
-        guard descriptors.allSatisfy({ $0 < 0 }) else { return }
+        guard !exitPending, descriptors.allSatisfy({ $0 < 0 }) else { return }
         stopTimer()
         handler = nil
         watch = nil

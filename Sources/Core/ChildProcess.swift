@@ -208,8 +208,9 @@ public actor ChildProcess {
     }
 
     /// Starts the child (blocking until it has exec'd). With `pollableOutput`, the host's ends of
-    /// the stdout and stderr pipes are non-blocking, for a reader that polls them itself.
-    static func launch(_ options: ProcessOptions, pollableOutput: Bool = false) throws -> Launched {
+    /// the stdout and stderr pipes are non-blocking, for a reader that polls them itself. Without
+    /// `pidfd`, `Launched.pidfd` is -1 (the caller opens one when it needs it).
+    static func launch(_ options: ProcessOptions, pollableOutput: Bool = false, pidfd: Bool = true) throws -> Launched {
         // Pipes: the host's end is close-on-exec (no other child inherits it), the child's end
         // becomes its standard descriptor and is closed here once the child has it.
         var hostEnds: [Int32] = [-1, -1, -1]
@@ -256,6 +257,7 @@ public actor ChildProcess {
             request.gid = credentials.gid
         }
         request.die_with_parent = options.dieWithHost ? 1 : 0
+        request.without_pidfd = pidfd ? 0 : 1
         let limits: [(Int32, UInt64?)] = [
             (Int32(RLIMIT_NOFILE.rawValue), options.limits.openFiles),
             (Int32(RLIMIT_AS.rawValue), options.limits.memoryBytes),

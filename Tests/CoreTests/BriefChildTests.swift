@@ -64,6 +64,19 @@ private func cleanUp(_ pid: Int32) {
     _ = waitpid(pid, &status, WNOHANG)
 }
 
+/// How many of this process's descriptors are pidfds of `pid` (their fdinfo names the pid).
+private func pidfds(of pid: Int32) -> Int {
+    guard let folder = opendir("/proc/self/fdinfo") else { return -1 }
+    defer { closedir(folder) }
+    var count = 0
+    while let entry = readdir(folder) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+        guard let info = try? String(contentsOfFile: "/proc/self/fdinfo/\(name)", encoding: .utf8) else { continue }
+        if info.split(separator: "\n").contains("Pid:\t\(pid)") { count += 1 }
+    }
+    return count
+}
+
 @Suite(.timeLimit(.minutes(1))) struct BriefChildTests {
     @Test func outputDiagnosticsAndExitArriveAndTheHandlerIsLetGoAfter() async throws {
         let loop = EventLoop()
@@ -158,6 +171,33 @@ private func cleanUp(_ pid: Int32) {
         var events: [Seen] = []
         for await event in recorder.events where event != .diagnosticsEnd { events.append(event) }
         #expect(events == [.output(Array("bye".utf8)), .outputEnd, .exited(TerminationStatus(code: 5, signal: 0))])
+    }
+
+    /// A child with an output pipe costs no pidfd while its output is open (its end nearly always
+    /// comes with the exit, which is then reaped at once); one that outlives its output gets a
+    /// pidfd at that moment, and its exit is seen through it.
+    @Test func aPidfdIsOpenedOnlyOnceAProgramOutlivesItsOutput() async throws {
+        let loop = EventLoop()
+        defer { loop.shutdown() }
+        let flag = "/tmp/roost-brief-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        defer { unlink(flag) }
+        let recorder = Recorder()
+        let child = try await BriefChild.start(
+            on: loop, shellOptions("printf up; while [ ! -e \(flag) ]; do sleep 0.01; done; exec >&-; exec sleep 30"),
+            timeout: .seconds(30), handler: recorder.handler())
+        defer { cleanUp(child.pid) }
+        var events = recorder.events.makeAsyncIterator()
+        #expect(await events.next() == .output(Array("up".utf8)))
+        #expect(pidfds(of: child.pid) == 0)
+        #expect(creat(flag, 0o600) >= 0)
+        #expect(await events.next() == .outputEnd)
+        // Counted on the loop, after the turn that told the end (and opened the pidfd).
+        #expect(try await loop.submit { pidfds(of: child.pid) } == 1)
+        _ = loop.execute { child.signal(SIGKILL) }
+        var rest: [Seen] = []
+        while let event = await events.next() { rest.append(event) }
+        #expect(rest.contains(.exited(TerminationStatus(code: 0, signal: SIGKILL))))
+        #expect(pidfds(of: child.pid) == 0)
     }
 
     /// Without an output pipe there is no output's end to wait for: the exit is watched at once.

@@ -6,7 +6,9 @@
 // does, in the child, everything a supervised service needs before its program runs: a new
 // session, its standard descriptors, its folder, rlimits, its user, death with the host, a clean
 // signal state and no leaked descriptors. It returns a pidfd for the child, so the caller learns
-// of the exit by polling that descriptor (no SIGCHLD handler, no scan of every child).
+// of the exit by polling that descriptor (no SIGCHLD handler, no scan of every child), unless
+// asked not to (a caller that mostly learns of the exit otherwise opens one when it needs it,
+// with roost_pidfd_open).
 #ifndef ROOST_SPAWN_H
 #define ROOST_SPAWN_H
 
@@ -31,6 +33,7 @@ struct roost_spawn_request {
     uid_t uid;
     gid_t gid;
     int die_with_parent;     // SIGKILL when the calling thread's process goes (PR_SET_PDEATHSIG)
+    int without_pidfd;       // no pidfd in the result (-1 there)
     int limit_count;
     struct roost_spawn_limit limits[ROOST_SPAWN_MAX_LIMITS];
 };
@@ -58,7 +61,7 @@ enum roost_spawn_step {
 
 struct roost_spawn_result {
     pid_t pid;
-    int pidfd;               // close-on-exec; readable once the child has exited
+    int pidfd;               // close-on-exec; readable once the child has exited (-1 if not asked for)
     int error;               // 0, or the errno of the step that failed (nothing is left running then)
     int step;                // enum roost_spawn_step
 };
@@ -120,5 +123,9 @@ int roost_watch_add(int watch, int fd, uint64_t tag);
 int roost_watch_remove(int watch, int fd);
 // Without waiting: up to `capacity` tags of ready descriptors into `tags`; returns their count.
 int roost_watch_ready(int watch, uint64_t *tags, int capacity);
+
+// A pidfd (close-on-exec) for `pid`, which must be an unreaped child of the caller (its pid
+// cannot be reused before the caller reaps it). Returns the descriptor, or -errno.
+int roost_pidfd_open(pid_t pid);
 
 #endif
