@@ -94,10 +94,13 @@ for round in $(seq "$rounds"); do
   run_wrk lighttpd-mod_cgi "http://127.0.0.1:$lighttpd_port/hello.cgi" "$threads" "$connections" "$seconds" "$warmup" "${groups[1]}"
   run_wrk nginx+fcgiwrap "http://127.0.0.1:$nginx_port/cgi/hello" "$threads" "$connections" "$seconds" "$warmup" "${groups[2]} ${groups[3]}"
   echo "round $round: $(round_ratios lighttpd-mod_cgi)"
+  # lighttpd 1.4.69's heap grows with every CGI request it serves, and each fork copies more of it:
+  # the reason its rate falls from round to round (docs/BENCHMARKS.md). Roost's stays flat.
+  echo "round $round: resident memory roost $(mib "$(rss_kib "${groups[0]}")") MiB, lighttpd $(mib "$(rss_kib "${groups[1]}")") MiB"
   mv "$work/rates" "$work/rates.$round"
 done
 echo "(nginx+fcgiwrap's cpu leaves its CGI programs out: fcgiwrap's workers ignore SIGCHLD, so the kernel"
 echo " reaps the programs and their time is added to no process; roost's and lighttpd's include them)"
 echo "median ratio to lighttpd over $rounds rounds (target for roost: 1.30x):"
 median_ratios lighttpd-mod_cgi "$work"/rates.*
-echo "roost resident memory after the run: $(( $(rss_kib "${groups[0]}") / 1024 )) MiB"
+echo "roost resident memory after the run: $(mib "$(rss_kib "${groups[0]}")") MiB"

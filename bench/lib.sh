@@ -132,6 +132,11 @@ rss_kib() {
   awk '/^VmRSS:/ {print $2}' "/proc/$1/status"
 }
 
+# mib KIB: KIB in MiB, one decimal.
+mib() {
+  awk -v k="$1" 'BEGIN { printf "%.1f", k / 1024 }'
+}
+
 machine_line() {
   echo "machine: $(nproc) cores, $(awk '/MemTotal/ {printf "%.0f GiB", $2/1048576}' /proc/meminfo), $(uname -r); load $(cut -d' ' -f1-3 /proc/loadavg)"
 }
