@@ -138,12 +138,7 @@ public final class BriefChild: @unchecked Sendable {
     /// A child that could not be watched after all: killed, reaped, everything closed, no events.
     private func abandon() {
         handler = nil
-        signalGroup(SIGKILL)
-        kill(pid, SIGKILL)
-        var raw: Int32 = 0
-        while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
-        status = TerminationStatus(code: 0, signal: SIGKILL)
-        exitPending = false
+        killAndReap()
         for stream in [Stream.output, .diagnostics, .exit] { close(stream) }
         if let stdin { stdin.assumeIsolated { $0.close() } }
         stopTimer()
@@ -307,14 +302,19 @@ public final class BriefChild: @unchecked Sendable {
         }
         // No pidfd, or it cannot be watched (the kernel's limits): the child is not left running
         // unwatched, it is killed and reaped now.
+        killAndReap()
+        close(.exit)
+        deliver(.exited(status))
+    }
+
+    /// Kills the child (its group first, while the child still holds the group id) and waits for it.
+    private func killAndReap() {
         signalGroup(SIGKILL)
         kill(pid, SIGKILL)
         var raw: Int32 = 0
         while waitpid(pid, &raw, 0) < 0 && errno == EINTR {}
         status = TerminationStatus(code: 0, signal: SIGKILL)
         exitPending = false
-        close(.exit)
-        deliver(.exited(status))
     }
 
     private func deliver(_ event: Event) {
