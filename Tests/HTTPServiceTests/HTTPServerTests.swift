@@ -283,10 +283,11 @@ private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
     /// Serves a response of `total` bytes, made as it is taken in 64 KiB pieces, to a client that
     /// has asked for it on `channel`; `ended` gets a value when the server lets the response's
     /// stream go before its end.
-    private func withLargeResponse(total: Int, sendTimeout: Duration,
+    private func withLargeResponse(total: Int, sendTimeout: Duration, request: String = "GET /big HTTP/1.1\r\nHost: x\r\n\r\n",
                                    _ body: @escaping @Sendable (Harness, StreamChannel, AsyncStream<Void>) async throws -> Void) async throws {
         var configuration = HTTPServer.Configuration()
         configuration.sendTimeout = sendTimeout
+        configuration.streamsBodies = true  // the handler answers as soon as a head is in
         let (ended, feed) = AsyncStream.makeStream(of: Void.self)
         let handler: HTTPServer.Handler = { _ in
             let made = Mutex(0)
@@ -302,7 +303,7 @@ private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
         }
         try await withServer(configuration, handler: handler) { harness in
             let channel = try await harness.connect()
-            try await channel.write(bytes("GET /big HTTP/1.1\r\nHost: x\r\n\r\n"))
+            try await channel.write(bytes(request))
             try await body(harness, channel, ended)
             await channel.close()
         }
@@ -315,6 +316,21 @@ private func get(_ target: String, headers: HTTPHeaders = [:]) -> HTTPRequest {
         try await withLargeResponse(total: total, sendTimeout: .milliseconds(300)) { _, channel, ended in
             var iterator = ended.makeAsyncIterator()
             await iterator.next()  // the server let the stream go: it closed the connection
+            var received = 0
+            while let chunk = try? await channel.read() { received += chunk.count }
+            #expect(received < total)
+        }
+    }
+
+    /// The same while the request's body is still coming (the answer goes out as the body is read,
+    /// so the connection is not watched for the client going): the send timeout's close lets the
+    /// response's stream go as well.
+    @Test func aClientThatTakesNothingWhileItsBodyIsUnfinishedIsClosedAfterTheSendTimeout() async throws {
+        let total = 64 << 20
+        let request = "POST /big HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\npart of the body"
+        try await withLargeResponse(total: total, sendTimeout: .milliseconds(300), request: request) { _, channel, ended in
+            var iterator = ended.makeAsyncIterator()
+            await iterator.next()
             var received = 0
             while let chunk = try? await channel.read() { received += chunk.count }
             #expect(received < total)
